@@ -1,0 +1,85 @@
+"""Element-wise activations: forward from the pre-activation z, backward from the output a.
+
+Each activation's derivative is written in terms of its output, so a layer need only keep ``a``:
+
+    relu:    a = max(z, 0)            da/dz = 1[a > 0]
+    sigmoid: a = 1 / (1 + exp(-z))    da/dz = a (1 - a)
+    linear:  a = z                    da/dz = 1
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Activation", "get", "sigmoid", "relu", "linear", "ACTIVATIONS"]
+
+
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Numerically stable logistic function: never evaluates exp of a positive number.
+
+    With e = exp(-|z|) in (0, 1]:  sigmoid(z) = 1 / (1 + e) for z >= 0, e / (1 + e) for z < 0.
+    """
+    e = np.exp(-np.abs(z))
+    num = np.where(z >= 0, np.ones((), dtype=e.dtype), e)
+    return np.divide(num, 1 + e, out=out)
+
+
+class Activation:
+    """An element-wise activation. ``name`` is 'relu', 'sigmoid' or 'linear'."""
+
+    name = "linear"
+
+    def forward(self, z: np.ndarray, inplace: bool = False) -> np.ndarray:
+        """a = f(z), shape of z. With ``inplace`` the result may overwrite z."""
+        return z if inplace else z.copy()
+
+    def backward(self, grad_a: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """dL/dz = dL/da * f'(z), with f' written in terms of the output a."""
+        return grad_a
+
+    def kink_state(self, a: np.ndarray) -> np.ndarray | None:
+        """Where the derivative is discontinuous, a mask that changes when a kink is crossed."""
+        return None
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class ReLU(Activation):
+    name = "relu"
+
+    def forward(self, z, inplace=False):
+        return np.maximum(z, 0, out=z if inplace else None)
+
+    def backward(self, grad_a, a):
+        return np.where(a > 0, grad_a, np.zeros((), dtype=grad_a.dtype))
+
+    def kink_state(self, a):
+        return a > 0
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+
+    def forward(self, z, inplace=False):
+        return sigmoid(z, out=z if inplace else None)
+
+    def backward(self, grad_a, a):
+        return grad_a * a * (1 - a)
+
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "linear": Activation}
+
+
+def get(identifier: str | Activation | None) -> Activation:
+    """Resolve 'relu' | 'sigmoid' | 'linear' | None (linear) | an Activation instance."""
+    if identifier is None:
+        return Activation()
+    if isinstance(identifier, Activation):
+        return identifier
+    if isinstance(identifier, str) and identifier in ACTIVATIONS:
+        return ACTIVATIONS[identifier]()
+    raise ValueError(f"unknown activation {identifier!r}: expected one of {sorted(ACTIVATIONS)} or None")
+
+
+relu, linear = ReLU(), Activation()

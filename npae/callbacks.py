@@ -1,0 +1,274 @@
+"""Callbacks with Keras's names: hooks that ``fit`` calls around epochs and batches.
+
+Order of calls: on_train_begin, then per epoch on_epoch_begin, per batch on_batch_end(step, logs),
+on_epoch_end(epoch, logs) with ``loss`` and ``val_loss``, and finally on_train_end.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+import warnings
+
+__all__ = ["Callback", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
+           "TerminateOnNaN", "TensorBoard", "CallbackList"]
+
+
+class Callback:
+    """Base class; ``self.model`` is set before training starts."""
+
+    model = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+
+
+class History(Callback):
+    """``history.history`` maps 'loss' / 'val_loss' to per-epoch lists; ``history.epoch`` the epochs."""
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.stopped_reason: str | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+
+
+class ProgbarLogger(Callback):
+    """Keras-like progress: ``12/235 [=>....] - ETA: 3s - loss: 0.1234`` redrawn in place on a
+    terminal (verbose=1), or one summary line per epoch (verbose=2, or output not a terminal)."""
+
+    def __init__(self, verbose: int = 1, epochs: int = 1, steps: int = 1, stream=None):
+        self.verbose, self.epochs, self.steps = verbose, epochs, steps
+        self.stream = stream or sys.stdout
+        self.live = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self._last_draw = time.perf_counter()
+        if self.verbose:
+            self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
+
+    def _bar(self, done: int) -> str:
+        width = 30
+        fill = int(width * done / self.steps)
+        arrow = ">" if done < self.steps else "="
+        return f"{done}/{self.steps} [" + "=" * max(fill - 1, 0) + (arrow if fill else "") + "." * (width - fill) + "]"
+
+    def on_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if not self.live or (now - self._last_draw < 0.1 and batch + 1 < self.steps):
+            return
+        self._last_draw = now
+        eta = (now - self._start) / (batch + 1) * (self.steps - batch - 1)
+        self.stream.write(f"\r{self._bar(batch + 1)} - ETA: {eta:.0f}s - loss: {logs['loss']:.4f}")
+        self.stream.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.verbose:
+            return
+        took = time.perf_counter() - self._start
+        metrics = " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items())
+        prefix = ("\r" + self._bar(self.steps) + " - ") if self.live else f"{self.steps}/{self.steps} - "
+        self.stream.write(f"{prefix}{took:.0f}s {1000 * took / self.steps:.0f}ms/step - {metrics}\n")
+        self.stream.flush()
+
+
+class TerminateOnNaN(Callback):
+    """Stop training at the first NaN or inf loss. Unlike Keras, the offending batch is not
+    applied: the model keeps the weights from before it. ``fit`` always includes one."""
+
+    def check(self, epoch: int, batch: int, loss: float) -> bool:
+        if math.isfinite(loss):
+            return True
+        msg = (f"TerminateOnNaN: loss is {loss} at epoch {epoch + 1}, batch {batch + 1}; training stopped "
+               "and that batch was not applied (the weights are those from before it)")
+        print(msg, file=sys.stderr, flush=True)
+        if self.model is not None:
+            self.model.stop_training = True
+            self.reason = msg
+        return False
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; with
+    ``restore_best_weights`` the best epoch's weights are put back at the end."""
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
+                 restore_best_weights: bool = False, verbose: int = 0):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
+        self.sign = -1.0 if mode == "max" or (mode == "auto" and "acc" in monitor) else 1.0
+        self.restore_best_weights, self.verbose = restore_best_weights, verbose
+        self.stopped_epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.best, self.best_weights, self.best_epoch = 0, math.inf, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            warnings.warn(f"EarlyStopping: metric {self.monitor!r} is not available (have {sorted(logs or {})})",
+                          stacklevel=2)
+            return
+        score = self.sign * value
+        if score < self.best - self.min_delta:
+            self.best, self.wait, self.best_epoch = score, 0, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch:
+            self.model.set_weights(self.best_weights)
+        if self.verbose and self.stopped_epoch:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping (best epoch {self.best_epoch + 1})")
+
+
+class ModelCheckpoint(Callback):
+    """Save the model after each epoch (or only when ``monitor`` improves), atomically.
+    ``filepath`` may contain ``{epoch}`` and log keys, e.g. ``'ckpt-{epoch:02d}-{val_loss:.3f}.npz'``."""
+
+    def __init__(self, filepath, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "min",
+                 verbose: int = 0):
+        self.filepath, self.monitor, self.save_best_only = os.fspath(filepath), monitor, save_best_only
+        self.sign = -1.0 if mode == "max" else 1.0
+        self.best, self.verbose = math.inf, verbose
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None or self.sign * value >= self.best:
+                return
+            self.best = self.sign * value
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved model to {path}")
+
+
+class CSVLogger(Callback):
+    """Write one row per epoch (epoch, loss, val_loss, ...) to ``filename``, flushed every epoch."""
+
+    def __init__(self, filename, separator: str = ",", append: bool = False):
+        self.filename, self.sep, self.append = os.fspath(filename), separator, append
+        self._file = None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._writer, self._header_done = csv.writer(self._file, delimiter=self.sep), exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not self._header_done:
+            self._keys = sorted(logs)
+            self._writer.writerow(["epoch", *self._keys])
+            self._header_done = True
+        keys = getattr(self, "_keys", sorted(logs))
+        self._writer.writerow([epoch, *(logs.get(k, "") for k in keys)])
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class TensorBoard(Callback):
+    """Per-epoch scalars (loss, val_loss) for TensorBoard, under ``log_dir/train`` and
+    ``log_dir/validation`` like Keras. Writes real event files with the optional ``tensorboardX``
+    package (``pip install npae[tensorboard]``); without it, warns once and writes the same scalars
+    to ``log_dir/scalars.csv`` so the tutorial's programs still run on a bare install."""
+
+    _warned = False
+
+    def __init__(self, log_dir: str = "logs", **_ignored):
+        self.log_dir = os.fspath(log_dir)
+
+    def on_train_begin(self, logs=None):
+        os.makedirs(self.log_dir, exist_ok=True)
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            if not TensorBoard._warned:
+                warnings.warn("TensorBoard: the optional package tensorboardX is not installed; writing "
+                              f"scalars to {os.path.join(self.log_dir, 'scalars.csv')} instead "
+                              "(pip install 'npae[tensorboard]' for event files)", stacklevel=2)
+                TensorBoard._warned = True
+            self._writers = None
+            self._csv = CSVLogger(os.path.join(self.log_dir, "scalars.csv"))
+            self._csv.on_train_begin()
+            return
+        self._writers = {"train": SummaryWriter(os.path.join(self.log_dir, "train")),
+                         "validation": SummaryWriter(os.path.join(self.log_dir, "validation"))}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._writers is None:
+            self._csv.on_epoch_end(epoch, logs)
+            return
+        for key, value in logs.items():
+            which, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            self._writers[which].add_scalar(f"epoch_{tag}", float(value), epoch)
+        for w in self._writers.values():
+            w.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writers is None:
+            self._csv.on_train_end()
+        else:
+            for w in self._writers.values():
+                w.close()
+
+
+class CallbackList:
+    """The callbacks of one ``fit``: History first, the user's, TerminateOnNaN and the progress bar."""
+
+    def __init__(self, callbacks, model, verbose: int, epochs: int, steps: int):
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be npae.callbacks.Callback instances, got {type(cb).__name__}")
+        self.history = History()
+        self.nan_guard = next((c for c in callbacks if isinstance(c, TerminateOnNaN)), None) or TerminateOnNaN()
+        extra = [ProgbarLogger(verbose, epochs, steps)] if verbose else []
+        self.callbacks = [self.history, *callbacks, *extra]
+        if self.nan_guard not in self.callbacks:
+            self.callbacks.append(self.nan_guard)
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def on_batch_loss(self, epoch: int, batch: int, loss: float) -> bool:
+        """False (and training stops) when the loss is not finite."""
+        ok = self.nan_guard.check(epoch, batch, loss)
+        if not ok:
+            self.history.stopped_reason = self.nan_guard.reason
+        return ok
+
+    def __getattr__(self, hook):
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+
+        def call(*args):
+            for cb in self.callbacks:
+                getattr(cb, hook)(*args)
+        return call
+

@@ -1,0 +1,267 @@
+"""Gradient checking by central differences in float64.
+
+For a scalar f of a tensor T, the numeric derivative at element i is
+
+    (f(T + eps e_i) - f(T - eps e_i)) / (2 eps)
+
+and it must match the analytic gradient G[i] within PyTorch's ``allclose`` rule
+
+    |G[i] - numeric| <= atol + rtol * |numeric|      (defaults eps 1e-6, atol 1e-5, rtol 1e-3).
+
+A layer is checked through f = sum(U * layer(x)) + its activity penalty, with a random upstream
+gradient U, for the input and every parameter; a loss through f = loss(y_pred, y_true); a model
+through its training loss. Coordinates whose +-eps step crosses a kink (a ReLU's zero, a max-pool's
+argmax changing, a clip bound) are skipped and counted, since no derivative exists there.
+"Projection" mode checks a few random directions d per tensor instead of every element:
+(f(T + eps d) - f(T - eps d)) / (2 eps) against sum(G * d).
+
+The report's relative error is |G - numeric| / max(|G|, |numeric|, atol), so values that are both
+below atol do not dominate it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["EPS", "ATOL", "RTOL", "TensorCheck", "GradcheckReport", "GradcheckError",
+           "check_layer", "check_loss", "check_model", "gradcheck"]
+
+EPS, ATOL, RTOL = 1e-6, 1e-5, 1e-3  # PyTorch's torch.autograd.gradcheck defaults
+
+
+class GradcheckError(AssertionError):
+    """A gradient disagrees with its finite-difference estimate; the message names tensor and index."""
+
+
+@dataclass
+class TensorCheck:
+    """The verdict for one tensor: worst errors, where they occurred, and skipped coordinates."""
+
+    name: str
+    shape: tuple[int, ...]
+    checked: int = 0
+    skipped: int = 0
+    max_abs_error: float = 0.0
+    worst_rel_error: float = 0.0
+    worst_index: tuple | str = ()
+    analytic: float = 0.0
+    numeric: float = 0.0
+    failures: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.failures == 0 and self.checked > 0
+
+
+@dataclass
+class GradcheckReport:
+    """All tensor checks plus the invariants (affine backward, repeatable backward, input untouched)."""
+
+    checks: list[TensorCheck] = field(default_factory=list)
+    invariants: dict[str, bool] = field(default_factory=dict)
+    eps: float = EPS
+    atol: float = ATOL
+    rtol: float = RTOL
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks) and all(self.invariants.values())
+
+    @property
+    def worst_rel_error(self) -> float:
+        return max((c.worst_rel_error for c in self.checks), default=0.0)
+
+    def table(self) -> str:
+        """A readable table: tensor, shape, checked/skipped, worst errors and where, pass/fail."""
+        rows = [("tensor", "shape", "checked", "skipped", "max abs err", "worst rel err", "at", "result")]
+        for c in self.checks:
+            rows.append((c.name, str(c.shape), str(c.checked), str(c.skipped), f"{c.max_abs_error:.2e}",
+                         f"{c.worst_rel_error:.2e}", str(c.worst_index), "pass" if c.passed else "FAIL"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+        for name, ok in self.invariants.items():
+            lines.append(f"invariant {name}: {'pass' if ok else 'FAIL'}")
+        return "\n".join(lines)
+
+    def raise_if_failed(self) -> GradcheckReport:
+        for c in self.checks:
+            if not c.passed:
+                why = "no coordinate could be checked" if c.checked == 0 else (
+                    f"analytic {c.analytic:.8g} vs numeric {c.numeric:.8g}, "
+                    f"outside atol {self.atol:g} + rtol {self.rtol:g} * |numeric|")
+                raise GradcheckError(f"gradient of {c.name} wrong at index {c.worst_index}: {why}\n{self.table()}")
+        bad = [k for k, ok in self.invariants.items() if not ok]
+        if bad:
+            raise GradcheckError(f"invariant(s) violated: {', '.join(bad)}\n{self.table()}")
+        return self
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _check_tensor(name, t, grad, f, kinks, eps, atol, rtol, mode, n_proj, rng) -> TensorCheck:
+    """Compare ``grad`` with central differences of ``f()`` as ``t`` (modified in place) moves."""
+    res = TensorCheck(name, tuple(t.shape))
+    base_kinks, worst_ratio = kinks(), -1.0
+    if mode == "full":
+        probes = [np.unravel_index(i, t.shape) for i in range(t.size)]
+    else:
+        probes = [rng.standard_normal(t.shape) for _ in range(n_proj)]
+    for k, probe in enumerate(probes):
+        saved = t[probe] if mode == "full" else None
+        step = eps if mode == "full" else eps * probe
+        t[probe if mode == "full" else ...] += step
+        fp, kp = f(), kinks()
+        t[probe if mode == "full" else ...] -= 2 * step
+        fm, km = f(), kinks()
+        if mode == "full":
+            t[probe] = saved
+            analytic = float(grad[probe])
+        else:
+            t += step
+            analytic = float(np.sum(grad * probe))
+        if not (_same(kp, base_kinks) and _same(km, base_kinks)):
+            res.skipped += 1
+            continue
+        numeric = (fp - fm) / (2 * eps)
+        res.checked += 1
+        err = abs(analytic - numeric)
+        res.failures += err > atol + rtol * abs(numeric)
+        res.worst_rel_error = max(res.worst_rel_error, err / max(abs(analytic), abs(numeric), atol))
+        res.max_abs_error = max(res.max_abs_error, err)
+        ratio = err / (atol + rtol * abs(numeric))  # > 1 means outside tolerance
+        if ratio >= worst_ratio:
+            worst_ratio = ratio
+            res.worst_index = tuple(int(i) for i in probe) if mode == "full" else f"projection {k}"
+            res.analytic, res.numeric = analytic, numeric
+    f()  # leave caches consistent with the unperturbed tensor
+    return res
+
+
+def check_layer(layer, x: np.ndarray | None = None, input_shape=None, batch_size: int = 3, seed: int = 0,
+                eps: float = EPS, atol: float = ATOL, rtol: float = RTOL, mode: str = "full",
+                n_projections: int = 8, raise_on_failure: bool = True) -> GradcheckReport:
+    """Check a layer's input and parameter gradients, plus its backward invariants.
+
+    Parameters
+    ----------
+    layer : any npae layer; a float64 copy is checked, the original is untouched.
+    x : input batch (N, *input_shape); default standard-normal of shape (batch_size, *input_shape).
+    input_shape : the shape without batch axis, if ``x`` is not given and the layer is unbuilt.
+    mode : 'full' (every element) or 'projection' (``n_projections`` random directions per tensor).
+    raise_on_failure : raise :class:`GradcheckError` naming the tensor and index.
+
+    Returns
+    -------
+    GradcheckReport with one row per tensor ('input', then each parameter).
+    """
+    rng = np.random.default_rng(seed)
+    layer = copy.deepcopy(layer)
+    if x is None:
+        shape = input_shape or layer.input_shape
+        if shape is None:
+            raise ValueError("check_layer: give x or input_shape for an unbuilt layer")
+        x = rng.standard_normal((batch_size, *shape))
+    x = np.array(x, dtype=np.float64)
+    if not layer.built:
+        layer.build(x.shape[1:], rng=rng)
+    layer.astype(np.float64)
+    layer.needs_input_grad = True
+    u = rng.standard_normal((x.shape[0], *layer.output_shape))
+
+    def f() -> float:
+        return float(np.sum(u * layer.forward(x, training=True))) + layer.regularization_loss()
+
+    def backward(g):
+        layer.forward(x, training=True)
+        dx = layer.backward(g)
+        return [dx.copy(), *(layer.grads[k].copy() for k in layer.params)]
+
+    x_before = x.copy()
+    grads = backward(u)
+    report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)
+    report.invariants["forward leaves its input unchanged"] = bool(np.array_equal(x, x_before))
+    again = backward(u)
+    report.invariants["backward twice gives the same result"] = all(np.array_equal(a, b) for a, b in zip(grads, again))
+    u2 = rng.standard_normal(u.shape)
+    g2, gm = backward(u2), backward(0.3 * u + 0.7 * u2)
+    report.invariants["backward is affine in the upstream gradient"] = all(
+        np.allclose(m, 0.3 * a + 0.7 * b, rtol=1e-9, atol=1e-12) for m, a, b in zip(gm, grads, g2))
+    tensors = [("input", x), *((f"{layer.name}.{k}", v) for k, v in layer.params.items())]
+    for (name, t), g in zip(tensors, grads):
+        report.checks.append(_check_tensor(name, t, g, f, layer.kink_state, eps, atol, rtol, mode,
+                                           n_projections, rng))
+    return report.raise_if_failed() if raise_on_failure else report
+
+
+def check_loss(loss, y_pred: np.ndarray, y_true: np.ndarray, eps: float = EPS, atol: float = ATOL,
+               rtol: float = RTOL, raise_on_failure: bool = True) -> GradcheckReport:
+    """Check dL/dy_pred of a loss (``npae.losses`` name or instance) at float64 ``y_pred``."""
+    from . import losses
+
+    loss = losses.get(loss)
+    y_pred, y_true = np.array(y_pred, dtype=np.float64), np.asarray(y_true, dtype=np.float64)
+    loss.forward(y_pred, y_true)
+    grad = loss.backward().copy()
+
+    def f() -> float:
+        return loss.forward(y_pred, y_true)
+
+    def kinks():
+        k = loss.kink_state()
+        return [] if k is None else [k]
+
+    report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)
+    report.checks.append(_check_tensor("y_pred", y_pred, grad, f, kinks, eps, atol, rtol, "full", 0, None))
+    return report.raise_if_failed() if raise_on_failure else report
+
+
+def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = EPS, atol: float = ATOL, rtol: float = RTOL,
+                mode: str = "full", n_projections: int = 6, seed: int = 0,
+                raise_on_failure: bool = True) -> GradcheckReport:
+    """Check every parameter gradient of a compiled model's training loss (loss + penalties).
+
+    The model is copied and cast to float64. In 'projection' mode a failing tensor is re-checked
+    element by element ('full'), so a failure always names an index.
+    """
+    rng = np.random.default_rng(seed)
+    model = copy.deepcopy(model)
+    model.astype(np.float64)
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    model.compute_gradients(x, y)
+    grads = {k: g.copy() for k, g in model.gradients().items()}
+
+    def f() -> float:
+        return model.compute_loss(x, y)
+
+    def kinks():
+        return [s for layer in model.layers for s in layer.kink_state()]
+
+    report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)
+    for key, p in model.parameters().items():
+        res = _check_tensor(key, p, grads[key], f, kinks, eps, atol, rtol, mode, n_projections, rng)
+        if mode != "full" and not res.passed:
+            res = _check_tensor(key, p, grads[key], f, kinks, eps, atol, rtol, "full", 0, rng)
+        report.checks.append(res)
+    return report.raise_if_failed() if raise_on_failure else report
+
+
+def gradcheck(obj, *args, **kwargs) -> GradcheckReport:
+    """Dispatch to :func:`check_model`, :func:`check_layer` or :func:`check_loss` by type."""
+    from .layers.base import Layer
+    from .losses import Loss
+
+    if hasattr(obj, "compute_gradients"):
+        return check_model(obj, *args, **kwargs)
+    if isinstance(obj, Layer):
+        return check_layer(obj, *args, **kwargs)
+    if isinstance(obj, (Loss, str)):
+        return check_loss(obj, *args, **kwargs)
+    raise TypeError(f"gradcheck: expected a model, layer or loss, got {type(obj).__name__}")

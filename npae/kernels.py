@@ -1,0 +1,247 @@
+"""The hot loops, as Numba kernels, each beside a plain-NumPy twin.
+
+Every public kernel ``f`` has a reference twin ``f_ref`` with the same signature and the same
+result: the twin is slow and obvious, the kernel is fast. The tests hold one against the other
+for random shapes in float32 and float64.
+
+All images are channels-last: ``x`` has shape ``(N, H, W, C)``. A sliding window is described by
+its size ``(kh, kw)``, stride ``(sh, sw)``, the padding before it ``(pt, pl)`` (top, left) and the
+output size ``(ho, wo)``; the padding after it follows from those. :func:`window_geometry`
+computes them with TensorFlow's rules.
+
+The kernels are compiled lazily (on first call, for the dtypes actually used) and cached on
+disk, so ``import npae`` compiles nothing. Parallel loops run over the batch axis: each thread
+owns whole images, so scatter-adds (col2im, pooling backward) never race.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+__all__ = [
+    "window_geometry",
+    "im2col", "im2col_ref", "col2im", "col2im_ref",
+    "maxpool_forward", "maxpool_forward_ref", "maxpool_backward", "maxpool_backward_ref",
+    "upsample_forward", "upsample_forward_ref", "upsample_backward", "upsample_backward_ref",
+]
+
+_jit = numba.njit(cache=True, parallel=True, fastmath=False)
+
+
+def window_geometry(n: int, k: int, s: int, padding: str) -> tuple[int, int, int]:
+    """Output size and padding of a sliding window along one axis (TensorFlow's rules).
+
+    'valid': out = floor((n - k) / s) + 1, no padding.
+    'same':  out = ceil(n / s), total pad P = max((out - 1) * s + k - n, 0),
+             before = P // 2, after = P - before (the odd pixel goes bottom/right).
+
+    Parameters
+    ----------
+    n : input length; k : window length; s : stride; padding : 'valid' or 'same'.
+
+    Returns
+    -------
+    (out, pad_before, pad_after)
+    """
+    if padding == "valid":
+        if n < k:
+            raise ValueError(
+                f"window of size {k} does not fit a 'valid' input of size {n}: "
+                f"expected an input of at least {k}, got {n}"
+            )
+        return (n - k) // s + 1, 0, 0
+    if padding == "same":
+        out = math.ceil(n / s)
+        total = max((out - 1) * s + k - n, 0)
+        return out, total // 2, total - total // 2
+    raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# im2col: (N, H, W, C) -> (N*ho*wo, kh*kw*C). Row r = (n, i, j) holds the window whose top-left
+# corner is (i*sh - pt, j*sw - pl); its columns are ordered (di, dj, c), which is exactly the
+# row order of a Keras kernel (kh, kw, cin, cout) reshaped to (kh*kw*cin, cout).
+# ----------------------------------------------------------------------------------------------
+@_jit
+def im2col(x, kh, kw, sh, sw, pt, pl, ho, wo):
+    n, h, w, c = x.shape
+    cols = np.empty((n * ho * wo, kh * kw * c), dtype=x.dtype)
+    for b in prange(n):
+        for i in range(ho):
+            for j in range(wo):
+                row = (b * ho + i) * wo + j
+                for di in range(kh):
+                    y = i * sh - pt + di
+                    for dj in range(kw):
+                        xx = j * sw - pl + dj
+                        base = (di * kw + dj) * c
+                        if 0 <= y < h and 0 <= xx < w:
+                            for ch in range(c):
+                                cols[row, base + ch] = x[b, y, xx, ch]
+                        else:
+                            for ch in range(c):
+                                cols[row, base + ch] = 0
+    return cols
+
+
+def im2col_ref(x, kh, kw, sh, sw, pt, pl, ho, wo):
+    """NumPy twin of :func:`im2col`: pad with zeros, then copy one strided slice per (di, dj)."""
+    n, h, w, c = x.shape
+    pb = max((ho - 1) * sh + kh - h - pt, 0)
+    pr = max((wo - 1) * sw + kw - w - pl, 0)
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    cols = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
+    for di in range(kh):
+        for dj in range(kw):
+            cols[:, :, :, di, dj, :] = xp[:, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw, :]
+    return cols.reshape(n * ho * wo, kh * kw * c)
+
+
+# col2im: the adjoint of im2col. Every column entry is added back to the pixel it was copied from;
+# entries that came from the zero padding are dropped. Shape (N*ho*wo, kh*kw*C) -> (N, H, W, C).
+@_jit
+def col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo):
+    dx = np.zeros((n, h, w, c), dtype=cols.dtype)
+    for b in prange(n):  # one thread per image: the scatter-add below never races
+        for i in range(ho):
+            for j in range(wo):
+                row = (b * ho + i) * wo + j
+                for di in range(kh):
+                    y = i * sh - pt + di
+                    if y < 0 or y >= h:
+                        continue
+                    for dj in range(kw):
+                        xx = j * sw - pl + dj
+                        if xx < 0 or xx >= w:
+                            continue
+                        base = (di * kw + dj) * c
+                        for ch in range(c):
+                            dx[b, y, xx, ch] += cols[row, base + ch]
+    return dx
+
+
+def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo):
+    """NumPy twin of :func:`col2im`. For a fixed (di, dj) the target pixels are distinct, so a
+    strided ``+=`` per (di, dj) loses no update."""
+    pb = max((ho - 1) * sh + kh - h - pt, 0)
+    pr = max((wo - 1) * sw + kw - w - pl, 0)
+    dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
+    c6 = cols.reshape(n, ho, wo, kh, kw, c)
+    for di in range(kh):
+        for dj in range(kw):
+            dxp[:, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw, :] += c6[:, :, :, di, dj, :]
+    return dxp[:, pt:pt + h, pl:pl + w, :].copy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Max pooling. Padding counts as -inf, so it never wins. argmax holds, per output, the flat
+# index y*W + x of the winning input pixel; ties go to the first in row-major window order.
+# ----------------------------------------------------------------------------------------------
+@_jit
+def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo):
+    n, h, w, c = x.shape
+    out = np.empty((n, ho, wo, c), dtype=x.dtype)
+    argmax = np.empty((n, ho, wo, c), dtype=np.int32)
+    for b in prange(n):
+        best = np.empty(c, dtype=x.dtype)
+        for i in range(ho):
+            for j in range(wo):
+                best[:] = -np.inf
+                argmax[b, i, j, :] = -1
+                for di in range(kh):
+                    y = i * sh - pt + di
+                    if y < 0 or y >= h:
+                        continue
+                    for dj in range(kw):
+                        xx = j * sw - pl + dj
+                        if xx < 0 or xx >= w:
+                            continue
+                        for ch in range(c):
+                            v = x[b, y, xx, ch]
+                            if v > best[ch] or argmax[b, i, j, ch] < 0:
+                                best[ch] = v
+                                argmax[b, i, j, ch] = y * w + xx
+                out[b, i, j, :] = best
+    return out, argmax
+
+
+def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo):
+    """NumPy twin of :func:`maxpool_forward`: pad with -inf, view every window, take argmax."""
+    n, h, w, c = x.shape
+    pb = max((ho - 1) * sh + kh - h - pt, 0)
+    pr = max((wo - 1) * sw + kw - w - pl, 0)
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-np.inf)
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw][:, :ho, :wo]
+    flat = win.reshape(n, ho, wo, c, kh * kw)  # (N, ho, wo, C, kh*kw)
+    k = flat.argmax(axis=-1)
+    out = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
+    y = np.arange(ho)[None, :, None, None] * sh - pt + k // kw
+    xx = np.arange(wo)[None, None, :, None] * sw - pl + k % kw
+    return out.astype(x.dtype), (y * w + xx).astype(np.int32)
+
+
+@_jit
+def maxpool_backward(grad, argmax, h, w):
+    n, ho, wo, c = grad.shape
+    dx = np.zeros((n, h, w, c), dtype=grad.dtype)
+    for b in prange(n):  # overlapping windows may share a winner: per-image threads, no race
+        for i in range(ho):
+            for j in range(wo):
+                for ch in range(c):
+                    k = argmax[b, i, j, ch]
+                    dx[b, k // w, k % w, ch] += grad[b, i, j, ch]
+    return dx
+
+
+def maxpool_backward_ref(grad, argmax, h, w):
+    """NumPy twin of :func:`maxpool_backward`: one unbuffered ``np.add.at`` scatter."""
+    n, ho, wo, c = grad.shape
+    dx = np.zeros((n, h * w, c), dtype=grad.dtype)
+    b = np.arange(n)[:, None, None, None]
+    ch = np.arange(c)[None, None, None, :]
+    np.add.at(dx, (np.broadcast_to(b, grad.shape), argmax, np.broadcast_to(ch, grad.shape)), grad)
+    return dx.reshape(n, h, w, c)
+
+
+# ----------------------------------------------------------------------------------------------
+# Nearest-neighbour upsampling by (sh, sw): out[n, y, x] = in[n, y // sh, x // sw]. Its adjoint
+# sums each sh x sw block of the output gradient (not a subsample of it).
+# ----------------------------------------------------------------------------------------------
+@_jit
+def upsample_forward(x, sh, sw):
+    n, h, w, c = x.shape
+    out = np.empty((n, h * sh, w * sw, c), dtype=x.dtype)
+    for b in prange(n):
+        for y in range(h * sh):
+            for xx in range(w * sw):
+                for ch in range(c):
+                    out[b, y, xx, ch] = x[b, y // sh, xx // sw, ch]
+    return out
+
+
+def upsample_forward_ref(x, sh, sw):
+    """NumPy twin of :func:`upsample_forward`."""
+    return np.repeat(np.repeat(x, sh, axis=1), sw, axis=2)
+
+
+@_jit
+def upsample_backward(grad, sh, sw):
+    n, hh, ww, c = grad.shape
+    h, w = hh // sh, ww // sw
+    dx = np.zeros((n, h, w, c), dtype=grad.dtype)
+    for b in prange(n):
+        for y in range(hh):
+            for xx in range(ww):
+                for ch in range(c):
+                    dx[b, y // sh, xx // sw, ch] += grad[b, y, xx, ch]
+    return dx
+
+
+def upsample_backward_ref(grad, sh, sw):
+    """NumPy twin of :func:`upsample_backward`."""
+    n, hh, ww, c = grad.shape
+    return grad.reshape(n, hh // sh, sh, ww // sw, sw, c).sum(axis=(2, 4))

@@ -1,0 +1,197 @@
+"""The Layer contract every layer follows.
+
+A layer is configured in ``__init__``, creates its weights in ``build(input_shape)``, says its
+output shape without running (``compute_output_shape``), computes in ``forward(x, training)`` and
+keeps what its backward needs, and in ``backward(grad_out)`` fills ``grads`` (same keys and
+shapes as ``params``) and returns the gradient with respect to its input. Shapes exclude the
+batch axis, as in Keras's ``input_shape``.
+
+Layers with an ``activation`` split the work: ``forward`` = activation(linear part), and
+``backward`` = ``backward_linear(activation'(a) * grad)``. A model whose last layer ends in a
+sigmoid and whose loss is binary cross-entropy calls ``backward_linear`` with dL/dz directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import numpy as np
+
+from .. import activations, regularizers
+
+__all__ = ["Layer", "to_pair"]
+
+_name_counts: Counter = Counter()
+
+
+def _unique_name(cls_name: str) -> str:
+    # Keras's rule: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, ReLU -> re_lu
+    base = re.sub(r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls_name)).lower()
+    n = _name_counts[base]
+    _name_counts[base] += 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def to_pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of positive ints -> (int, int); anything else is a clear error."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in pair):
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+class Layer:
+    """Base class of all layers.
+
+    Attributes
+    ----------
+    params, grads : dict[str, np.ndarray] with the same keys and shapes (empty without weights).
+    input_shape, output_shape : tuple[int, ...] without the batch axis, set by ``build``.
+    needs_input_grad : a model clears it on its first layer, whose input gradient nobody uses.
+    keep_logits : when set, ``forward`` keeps the pre-activation in ``self.logits``.
+    """
+
+    param_order: tuple[str, ...] = ()  # Keras's weight order, e.g. ("kernel", "bias")
+
+    def __init__(self, name: str | None = None, dtype=None, activation=None, activity_regularizer=None,
+                 input_shape: tuple[int, ...] | None = None):
+        self.name = name or _unique_name(type(self).__name__)
+        self.dtype = np.dtype(dtype or np.float32)
+        if self.dtype.kind != "f":
+            raise ValueError(f"{self.name}: dtype must be a float type, got {self.dtype}")
+        self.activation = activations.get(activation)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.built = False
+        self.input_shape: tuple[int, ...] | None = tuple(input_shape) if input_shape else None
+        self.output_shape: tuple[int, ...] | None = None
+        self.needs_input_grad = True
+        self.keep_logits = False
+        self.logits: np.ndarray | None = None
+        self._out: np.ndarray | None = None
+
+    # -- configuration and shapes -----------------------------------------------------------
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator | None = None) -> None:
+        """Check ``input_shape`` (no batch axis), create the weights, record both shapes."""
+        input_shape = tuple(int(d) for d in input_shape)
+        self.output_shape = self.compute_output_shape(input_shape)
+        self.input_shape = input_shape
+        self._create_params(input_shape, rng)
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.built = True
+
+    def _create_params(self, input_shape, rng) -> None:
+        """Layers with weights fill ``self.params`` here."""
+
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Output shape (no batch axis) for an input shape, without running the layer."""
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        """The constructor arguments that rebuild this layer (JSON-serialisable)."""
+        cfg = {"name": self.name, "dtype": self.dtype.name}
+        if self.activity_regularizer is not None:
+            cfg["activity_regularizer"] = self.activity_regularizer.get_config()
+        return cfg
+
+    # -- computation ---------------------------------------------------------------------------
+    def _check_input(self, x: np.ndarray) -> np.ndarray:
+        """Cast to the layer's dtype and insist on (batch, *input_shape): never broadcast silently."""
+        x = np.asarray(x)
+        if not self.built:
+            self.build(x.shape[1:])
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
+            raise ValueError(
+                f"{self.name}: expected input of shape (batch, {', '.join(map(str, self.input_shape))}), "
+                f"got {x.shape}"
+            )
+        return x if x.dtype == self.dtype else x.astype(self.dtype)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Layers with an activation implement ``forward_linear``; others override this."""
+        z = self.forward_linear(self._check_input(x), training)
+        if self.keep_logits:
+            self.logits = z.copy() if self.activation.name != "linear" else z
+        self._out = self.activation.forward(z, inplace=True)
+        return self._out
+
+    def forward_linear(self, x: np.ndarray, training: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
+        """dL/dx from dL/d(output); fills ``self.grads``. Adds the activity penalty's gradient."""
+        if self.activity_regularizer is not None:
+            grad_out = grad_out + self.activity_regularizer.gradient(self._out)
+        return self.backward_linear(self.activation.backward(grad_out, self._out))
+
+    def backward_linear(self, grad_z: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def regularization_loss(self) -> float:
+        """The activity penalty of the last forward pass (0.0 without a regulariser)."""
+        if self.activity_regularizer is None or self._out is None:
+            return 0.0
+        return self.activity_regularizer.penalty(self._out)
+
+    def kink_state(self) -> list[np.ndarray]:
+        """Masks that change when an input crosses a non-differentiable point (for gradcheck)."""
+        states = []
+        if self._out is not None:
+            for src in (self.activation, self.activity_regularizer):
+                s = src.kink_state(self._out) if src is not None else None
+                if s is not None:
+                    states.append(s)
+        return states
+
+    # -- weights -------------------------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the weights in Keras's order (kernel, then bias)."""
+        return [self.params[k].copy() for k in self.param_order if k in self.params]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Set weights in Keras's order; shapes must match exactly."""
+        keys = [k for k in self.param_order if k in self.params]
+        if len(weights) != len(keys):
+            raise ValueError(f"{self.name}: expected {len(keys)} weight arrays ({keys}), got {len(weights)}")
+        for k, w in zip(keys, weights):
+            w = np.asarray(w)
+            if w.shape != self.params[k].shape:
+                raise ValueError(f"{self.name}.{k}: expected shape {self.params[k].shape}, got {w.shape}")
+            self.params[k][...] = w
+
+    def count_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def astype(self, dtype) -> None:
+        """Cast weights and gradients to ``dtype`` (e.g. float64 for exact gradient checks)."""
+        self.dtype = np.dtype(dtype)
+        self.params = {k: v.astype(self.dtype) for k, v in self.params.items()}
+        self.grads = {k: v.astype(self.dtype) for k, v in self.grads.items()}
+
+    # -- the functional API --------------------------------------------------------------------
+    def __call__(self, tensor):
+        """Apply this layer to a symbolic tensor (from ``Input``) and return the output tensor.
+
+        An unbuilt layer is built for the tensor's shape; a built one (a shared layer) must be
+        called on exactly the shape it was built for.
+        """
+        from ..graph import SymbolicTensor
+
+        if not isinstance(tensor, SymbolicTensor):
+            raise TypeError(
+                f"{self.name}: layers are called on symbolic tensors from npae.layers.Input, "
+                f"got {type(tensor).__name__}; to run on data use model.predict or layer.forward"
+            )
+        if not self.built:
+            self.build(tensor.shape)
+        elif tuple(tensor.shape) != self.input_shape:
+            raise ValueError(
+                f"{self.name} was built for input shape {self.input_shape} and cannot be called on "
+                f"a tensor of shape {tuple(tensor.shape)}"
+            )
+        return SymbolicTensor(self.output_shape, layer=self, parent=tensor)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.input_shape}->{self.output_shape}>"

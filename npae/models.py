@@ -1,0 +1,389 @@
+"""Keras-style models: a chain of layers with compile, fit, evaluate, predict, save and summary.
+
+One batch through ``fit`` (shapes for the 784-64-784 autoencoder, batch N = 256):
+
+    x_batch (N, 784) -> Dense.forward -> (N, 64) -> Dense.forward -> z (N, 784), a = sigmoid(z)
+    loss.forward(z, y_batch) -> scalar       (fused sigmoid + BCE from the logits z)
+    + activity penalties of the layers (e.g. l1 * sum|h| / N)
+    loss.backward() -> dL/dz (N, 784)
+    Dense.backward_linear(dL/dz) -> (N, 64) -> Dense.backward -> (input gradient not needed)
+    optimizer.step(params, grads): every "<layer>/<param>" updated in place
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+
+import numpy as np
+
+from . import callbacks as cbks
+from . import losses, optimizers
+from . import random as npae_random
+from .graph import Input, SymbolicTensor, trace_chain
+from .layers.base import Layer, _unique_name
+from .layers.core import InputLayer
+
+__all__ = ["Model", "Sequential", "load_model"]
+
+
+class Model:
+    """A functional model: ``Model(inputs=x, outputs=h)`` (also ``Model(input=x, output=h)``).
+
+    ``layers`` lists the InputLayer first, as Keras does, so ``model.layers[-1]`` is the last layer.
+    """
+
+    def __init__(self, inputs=None, outputs=None, name: str | None = None, *, input=None, output=None):  # noqa: A002
+        inputs = inputs if inputs is not None else input
+        outputs = outputs if outputs is not None else output
+        self.name = name or _unique_name("Functional")
+        self.optimizer: optimizers.Optimizer | None = None
+        self.loss: losses.Loss | None = None
+        self.stop_training = False
+        self.history = None
+        if inputs is None and outputs is None and isinstance(self, Sequential):
+            self._input_layer, self._layers = None, []
+            return
+        if inputs is None or outputs is None:
+            raise ValueError("Model: give both inputs and outputs, e.g. Model(inputs=x, outputs=h)")
+        chain = trace_chain(inputs, outputs)
+        self._input_layer, self._layers = chain[0], chain[1:]
+
+    # -- structure -----------------------------------------------------------------------------
+    @property
+    def layers(self) -> list[Layer]:
+        return [self._input_layer, *self._layers]
+
+    @property
+    def input_shape(self) -> tuple:
+        return (None, *self._input_layer.input_shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        last = self._layers[-1] if self._layers else self._input_layer
+        return (None, *last.output_shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return next((layer.dtype for layer in self._layers if layer.params), np.dtype(np.float32))
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Every weight, keyed ``"<layer name>/<param name>"`` (the optimizer's state keys)."""
+        return {f"{layer.name}/{k}": v for layer in self._layers for k, v in layer.params.items()}
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """The gradients of the last backward pass, with the keys of :meth:`parameters`."""
+        return {f"{layer.name}/{k}": v for layer in self._layers for k, v in layer.grads.items()}
+
+    def count_params(self) -> int:
+        return sum(layer.count_params() for layer in self._layers)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """All weights in Keras's order: layer by layer, kernel then bias."""
+        return [w for layer in self._layers for w in layer.get_weights()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Set all weights from a list in :meth:`get_weights` order (e.g. from a Keras model)."""
+        expected = sum(len(layer.get_weights()) for layer in self._layers)
+        if len(weights) != expected:
+            raise ValueError(f"{self.name}: expected {expected} weight arrays, got {len(weights)}")
+        i = 0
+        for layer in self._layers:
+            k = len(layer.get_weights())
+            layer.set_weights(weights[i:i + k])
+            i += k
+
+    def astype(self, dtype) -> Model:
+        """Cast every weight and optimizer slot to ``dtype`` (float64 for gradient checks)."""
+        for layer in self.layers:
+            layer.astype(dtype)
+        if self.optimizer is not None:
+            for slots in self.optimizer.state.values():
+                for s in slots:
+                    slots[s] = slots[s].astype(dtype)
+        return self
+
+    # -- compile and one step ------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, **_ignored) -> None:
+        """Choose the optimizer ('adam' | 'adadelta' | 'sgd' | instance) and loss
+        ('mse' | 'binary_crossentropy' | 'binary_crossentropy_clipped' | instance)."""
+        if loss is None:
+            raise ValueError("compile: give a loss, e.g. loss='binary_crossentropy'")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss)
+        last = self._layers[-1] if self._layers else None
+        # A final sigmoid followed by BCE is computed from the logits (stable, TensorFlow's path).
+        self._fused = (isinstance(self.loss, losses.BinaryCrossentropy) and self.loss.fusable
+                       and not self.loss.from_logits and last is not None and last.activation.name == "sigmoid")
+        if self._fused:
+            last.keep_logits = True
+            self._logit_loss = losses.BinaryCrossentropy(from_logits=True)
+
+    def _require_compiled(self) -> None:
+        if self.loss is None:
+            raise RuntimeError(f"{self.name}: call compile(optimizer=..., loss=...) before fit or evaluate")
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Run the layers in order: (N, *input_shape) -> (N, *output_shape)."""
+        out = self._input_layer.forward(x)
+        for layer in self._layers:
+            out = layer.forward(out, training=training)
+        return out
+
+    def compute_loss(self, x: np.ndarray, y: np.ndarray, training: bool = True) -> float:
+        """Forward pass, then loss + every activity penalty (the training objective)."""
+        self._require_compiled()
+        out = self.forward(x, training=training)
+        if self._fused:
+            value = self._logit_loss.forward(self._layers[-1].logits, y)
+        else:
+            value = self.loss.forward(out, y)
+        return value + sum(layer.regularization_loss() for layer in self._layers)
+
+    def compute_gradients(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Forward, loss, backward through the layers in reverse; fills every ``layer.grads``."""
+        value = self.compute_loss(x, y, training=True)
+        layers = self._layers
+        if self._fused:  # dL/dz = (sigmoid(z) - y) / numel straight into the last layer's linear part
+            layers[-1].needs_input_grad = len(layers) > 1
+            grad = layers[-1].backward_linear(self._logit_loss.backward())
+            layers = layers[:-1]
+        else:
+            grad = self.loss.backward()
+        for i in range(len(layers) - 1, -1, -1):
+            layers[i].needs_input_grad = i > 0  # nobody needs dL/dx of the first layer
+            grad = layers[i].backward(grad)
+        return value
+
+    def train_on_batch(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One optimizer step on one batch; returns the loss before the step."""
+        value = self.compute_gradients(*self._check_data(x, y))
+        if math.isfinite(value):
+            self.optimizer.step(self.parameters(), self.gradients())
+        return value
+
+    # -- data ----------------------------------------------------------------------------------
+    def _check_x(self, x, what="x") -> np.ndarray:
+        x = np.asarray(x)
+        want = self.input_shape[1:]
+        if x.ndim != len(want) + 1 or x.shape[1:] != want:
+            raise ValueError(f"{self.name}: expected {what} of shape (n, {', '.join(map(str, want))}), "
+                             f"got {x.shape}")
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"{self.name}: {what} must be numeric, got dtype {x.dtype}")
+        return x
+
+    def _check_data(self, x, y):
+        x = self._check_x(x)
+        y = np.asarray(y)
+        want = self.output_shape[1:]
+        if y.shape != (len(x), *want):
+            raise ValueError(f"{self.name}: expected y of shape ({len(x)}, {', '.join(map(str, want))}) to match "
+                             f"x and the model's output, got {y.shape}")
+        return x, y
+
+    # -- fit / evaluate / predict --------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, callbacks=None,
+            validation_data=None, shuffle: bool = True, seed: int | None = None, initial_epoch: int = 0):
+        """Train for ``epochs`` passes over (x, y) in shuffled mini-batches; returns a History.
+
+        Each epoch logs ``loss`` (the sample-weighted mean of the batch losses, penalties
+        included) and, with ``validation_data=(xv, yv)``, ``val_loss``. A non-finite loss stops
+        training before its batch is applied; Ctrl-C stops after the current batch.
+        """
+        self._require_compiled()
+        x, y = self._check_data(x, y)
+        if validation_data is not None:
+            validation_data = self._check_data(*validation_data)
+        _check_positive_int(batch_size, "batch_size")
+        _check_positive_int(epochs, "epochs", allow_zero=True)
+        rng = np.random.default_rng(seed) if seed is not None else npae_random.get_generator()
+        n, steps = len(x), math.ceil(len(x) / batch_size)
+        callbacks = cbks.CallbackList(callbacks, model=self, verbose=verbose, epochs=epochs, steps=steps)
+        xbuf = np.empty((min(batch_size, n), *x.shape[1:]), dtype=self.dtype)  # reused every batch
+        ybuf = np.empty((min(batch_size, n), *y.shape[1:]), dtype=self.dtype)
+        params, grads = self.parameters(), self.gradients()
+        self.stop_training = False
+        callbacks.on_train_begin()
+        with _StopOnInterrupt() as interrupt:
+            for epoch in range(initial_epoch, epochs):
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                callbacks.on_epoch_begin(epoch)
+                total, seen = 0.0, 0
+                for step in range(steps):
+                    idx = order[step * batch_size:(step + 1) * batch_size]
+                    xb, yb = _gather(x, idx, xbuf), _gather(y, idx, ybuf)  # (B, ...) views of the buffers
+                    value = self.compute_gradients(xb, yb)  # forward, loss, backward
+                    if not callbacks.on_batch_loss(epoch, step, value):
+                        break  # non-finite loss: the step is not applied
+                    self.optimizer.step(params, grads)
+                    total, seen = total + value * len(idx), seen + len(idx)
+                    callbacks.on_batch_end(step, {"loss": total / seen})
+                    if interrupt.requested or self.stop_training:
+                        break
+                if seen == 0:
+                    break
+                logs = {"loss": total / seen}
+                if validation_data is not None:
+                    logs["val_loss"] = self.evaluate(*validation_data, batch_size=batch_size)
+                callbacks.on_epoch_end(epoch, logs)
+                if interrupt.requested or self.stop_training:
+                    break
+        callbacks.on_train_end()
+        self.history = callbacks.history
+        return self.history
+
+    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0) -> float:
+        """The loss (penalties included) over (x, y), computed in batches."""
+        self._require_compiled()
+        x, y = self._check_data(x, y)
+        _check_positive_int(batch_size, "batch_size")
+        total = 0.0
+        for s in range(0, len(x), batch_size):
+            xb = np.asarray(x[s:s + batch_size], dtype=self.dtype)
+            yb = np.asarray(y[s:s + batch_size], dtype=self.dtype)
+            total += self.compute_loss(xb, yb, training=False) * len(xb)
+        return total / max(len(x), 1)
+
+    def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
+        """Outputs (n, *output_shape), computed batch by batch into one preallocated array."""
+        x = self._check_x(x)
+        _check_positive_int(batch_size, "batch_size")
+        out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
+        for s in range(0, len(x), batch_size):
+            out[s:s + batch_size] = self.forward(np.asarray(x[s:s + batch_size], dtype=self.dtype))
+        return out
+
+    def __call__(self, x):
+        """Data in, data out (``model(x)`` = ``model.predict(x)``)."""
+        if isinstance(x, SymbolicTensor):
+            raise TypeError("npae models cannot be nested in other models; call their layers instead")
+        return self.predict(x)
+
+    # -- reporting and files ------------------------------------------------------------------
+    def summary(self, print_fn=print) -> None:
+        """Print layers, output shapes and parameter counts the way Keras does."""
+        rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)), f"{layer.count_params():,}")
+                for layer in self.layers if not (isinstance(self, Sequential) and isinstance(layer, InputLayer))]
+        w = [max(28, *(len(r[0]) + 2 for r in rows)), max(26, *(len(r[1]) + 2 for r in rows)), 12]
+        line = "=" * sum(w)
+        print_fn(f'Model: "{self.name}"')
+        print_fn("_" * sum(w))
+        print_fn("Layer (type)".ljust(w[0]) + "Output Shape".ljust(w[1]) + "Param #")
+        print_fn(line)
+        for r in rows:
+            print_fn(r[0].ljust(w[0]) + r[1].ljust(w[1]) + r[2])
+        print_fn(line)
+        total = self.count_params()
+        print_fn(f"Total params: {total:,}\nTrainable params: {total:,}\nNon-trainable params: 0")
+        print_fn("_" * sum(w))
+
+    def save(self, path) -> None:
+        """Architecture, weights and optimizer state in one .npz, written atomically."""
+        from .io import save_model
+
+        save_model(self, path)
+
+
+class Sequential(Model):
+    """A plain stack: ``Sequential([Input(shape=(784,)), Dense(64, activation='relu'), ...])``.
+    Unlike functional models its ``layers`` omit the InputLayer, as in Keras."""
+
+    def __init__(self, layers=None, name: str | None = None):
+        super().__init__(name=name or _unique_name("Sequential"))
+        for layer in layers or []:
+            self.add(layer)
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._layers)
+
+    def add(self, layer) -> None:
+        if isinstance(layer, SymbolicTensor):
+            if self._input_layer is not None or self._layers:
+                raise ValueError(f"{self.name}: an Input can only come first")
+            self._input_layer = layer.layer
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}: expected a layer, got {type(layer).__name__}")
+        if self._input_layer is None and not self._layers and layer.input_shape is not None:
+            self._input_layer = InputLayer(layer.input_shape)
+        self._layers.append(layer)
+        if self._input_layer is not None:
+            self.build()
+
+    def build(self, input_shape=None) -> None:
+        """Build every layer for ``input_shape`` (without batch axis), checking each link."""
+        if self._input_layer is None:
+            if input_shape is None:
+                raise ValueError(f"{self.name}: the input shape is unknown; start with Input(shape=...)")
+            self._input_layer = InputLayer(tuple(input_shape))
+        t = SymbolicTensor(self._input_layer.input_shape, layer=self._input_layer)
+        for layer in self._layers:
+            t = layer(t)
+
+    @property
+    def input_shape(self):
+        if self._input_layer is None:
+            raise ValueError(f"{self.name}: the input shape is unknown; start with Input(shape=...)")
+        return super().input_shape
+
+    def _check_x(self, x, what="x"):
+        if self._input_layer is None:
+            self.build(np.shape(x)[1:])
+        return super()._check_x(x, what)
+
+
+def _gather(src: np.ndarray, idx: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """Copy rows ``src[idx]`` into the front of ``buf`` (no new allocation when dtypes agree)."""
+    out = buf[:len(idx)]
+    if src.dtype == buf.dtype:
+        np.take(src, idx, axis=0, out=out)
+    else:
+        out[...] = src[idx]
+    return out
+
+
+def _check_positive_int(value, name: str, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and (value > 0 or (allow_zero and value == 0))
+    if not ok:
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} int, got {value!r}")
+
+
+class _StopOnInterrupt:
+    """During fit, the first Ctrl-C asks to stop after the current batch (weights stay consistent);
+    a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._saved = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nInterrupted: stopping after the current batch (press Ctrl-C again to abort now)",
+              file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._saved = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._saved is not None:
+            signal.signal(signal.SIGINT, self._saved)
+        return False
+
+
+def load_model(path) -> Model:
+    """Load a model written by :meth:`Model.save` (never unpickles)."""
+    from .io import load_model as _load
+
+    return _load(path)
+
+
+# Input is re-exported for ``from npae.models import Input`` convenience.
+__all__ += ["Input"]
