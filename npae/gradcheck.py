@@ -22,6 +22,8 @@ below atol do not dominate it.
 from __future__ import annotations
 
 import copy
+import sys
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -265,3 +267,13 @@ def gradcheck(obj, *args, **kwargs) -> GradcheckReport:
     if isinstance(obj, (Loss, str)):
         return check_loss(obj, *args, **kwargs)
     raise TypeError(f"gradcheck: expected a model, layer or loss, got {type(obj).__name__}")
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``npae.gradcheck`` be both this module and the :func:`gradcheck` function."""
+
+    def __call__(self, obj, *args, **kwargs) -> GradcheckReport:
+        return gradcheck(obj, *args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

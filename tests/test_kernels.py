@@ -1,0 +1,99 @@
+"""Every Numba kernel equals its NumPy twin, in float32 and float64, over random shapes."""
+
+import numpy as np
+import pytest
+
+from npae import kernels as K
+
+DTYPES = [np.float32, np.float64]
+
+
+def random_windows(rng, n_cases=12):
+    for _ in range(n_cases):
+        n, h, w, c = rng.integers(1, 4), rng.integers(1, 9), rng.integers(1, 9), rng.integers(1, 5)
+        kh, kw = rng.integers(1, 4), rng.integers(1, 4)
+        sh, sw = rng.integers(1, 3), rng.integers(1, 3)
+        padding = rng.choice(["valid", "same"])
+        if padding == "valid" and (h < kh or w < kw):
+            padding = "same"
+        ho, pt, _ = K.window_geometry(h, kh, sh, padding)
+        wo, pl, _ = K.window_geometry(w, kw, sw, padding)
+        yield (int(n), int(h), int(w), int(c)), (int(kh), int(kw), int(sh), int(sw), pt, pl, ho, wo)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_and_col2im_match_twins(dtype):
+    rng = np.random.default_rng(1)
+    for shape, win in random_windows(rng):
+        x = rng.standard_normal(shape).astype(dtype)
+        cols = K.im2col(x, *win)
+        np.testing.assert_array_equal(cols, K.im2col_ref(x, *win), err_msg=f"shape {shape} window {win}")
+        assert cols.dtype == dtype
+        g = rng.standard_normal(cols.shape).astype(dtype)
+        got, want = K.col2im(g, *shape, *win), K.col2im_ref(g, *shape, *win)
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6,
+                                   err_msg=f"shape {shape} window {win}")
+        # col2im is the adjoint of im2col: <im2col(x), g> == <x, col2im(g)>
+        assert np.isclose(np.sum(cols * g, dtype=np.float64), np.sum(x * got, dtype=np.float64), rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool_matches_twin(dtype):
+    rng = np.random.default_rng(2)
+    for shape, win in random_windows(rng):
+        x = rng.standard_normal(shape).astype(dtype)
+        out, arg = K.maxpool_forward(x, *win)
+        out_r, arg_r = K.maxpool_forward_ref(x, *win)
+        np.testing.assert_array_equal(out, out_r)
+        np.testing.assert_array_equal(arg, arg_r)
+        g = rng.standard_normal(out.shape).astype(dtype)
+        np.testing.assert_allclose(K.maxpool_backward(g, arg, shape[1], shape[2]),
+                                   K.maxpool_backward_ref(g, arg, shape[1], shape[2]), rtol=1e-6)
+
+
+def test_maxpool_ties_send_gradient_to_one_input():
+    x = np.zeros((1, 2, 2, 1), np.float64)  # all four inputs tie
+    out, arg = K.maxpool_forward(x, 2, 2, 2, 2, 0, 0, 1, 1)
+    dx = K.maxpool_backward(np.ones_like(out), arg, 2, 2)
+    assert dx.sum() == 1.0 and np.count_nonzero(dx) == 1
+
+
+def test_maxpool_same_pads_with_minus_inf_at_bottom_right():
+    x = -np.ones((1, 7, 7, 1), np.float32) * np.arange(1, 50, dtype=np.float32).reshape(1, 7, 7, 1)
+    ho, pt, pb = K.window_geometry(7, 2, 2, "same")
+    assert (ho, pt, pb) == (4, 0, 1)
+    out, _ = K.maxpool_forward(x, 2, 2, 2, 2, pt, pt, ho, ho)
+    # the last row/column windows hold one real row/column: their max is a real (negative) value, not 0
+    assert out[0, 3, 3, 0] == -49.0 and (out < 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_upsampling_matches_twin_and_backward_sums_blocks(dtype):
+    rng = np.random.default_rng(3)
+    for sh, sw in [(2, 2), (1, 3), (3, 2)]:
+        x = rng.standard_normal((2, 3, 4, 2)).astype(dtype)
+        np.testing.assert_array_equal(K.upsample_forward(x, sh, sw), K.upsample_forward_ref(x, sh, sw))
+        g = rng.standard_normal((2, 3 * sh, 4 * sw, 2)).astype(dtype)
+        got = K.upsample_backward(g, sh, sw)
+        np.testing.assert_allclose(got, K.upsample_backward_ref(g, sh, sw), rtol=1e-6)
+        np.testing.assert_allclose(got[0, 0, 0, 0], g[0, :sh, :sw, 0].sum(), rtol=1e-6)
+
+
+def test_col2im_loses_no_update_with_overlapping_windows():
+    # stride 1, 3x3 windows: every interior pixel is covered by 9 windows
+    x_shape = (4, 6, 6, 3)
+    win = (3, 3, 1, 1, 1, 1, 6, 6)
+    ones = np.ones((4 * 36, 27), np.float64)
+    dx = K.col2im(ones, *x_shape, *win)
+    assert dx[:, 1:-1, 1:-1, :].min() == 9 and dx[:, 0, 0, :].max() == 4
+
+
+def test_window_geometry_rules():
+    assert K.window_geometry(28, 3, 1, "same") == (28, 1, 1)
+    assert K.window_geometry(16, 3, 1, "valid") == (14, 0, 0)
+    assert K.window_geometry(7, 2, 2, "same") == (4, 0, 1)
+    assert K.window_geometry(6, 4, 1, "same") == (6, 1, 2)  # odd total pad: extra after
+    with pytest.raises(ValueError, match="expected an input of at least 5, got 4"):
+        K.window_geometry(4, 5, 1, "valid")
+    with pytest.raises(ValueError, match="padding must be"):
+        K.window_geometry(4, 2, 1, "full")

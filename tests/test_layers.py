@@ -1,0 +1,193 @@
+"""Every layer and activation passes the float64 gradient check over randomized configurations,
+and layers behave like Keras's: shapes, weight layouts, init, and clear errors."""
+
+import numpy as np
+import pytest
+
+from npae import gradcheck, initializers, regularizers
+from npae.layers import (Activation, Conv2D, Convolution2D, Dense, Flatten, Input, MaxPooling2D, ReLU, Reshape,
+                         UpSampling2D)
+
+
+def passes(layer, shape, seed=0):
+    report = gradcheck.check_layer(layer, input_shape=shape, seed=seed)
+    assert report.passed and all(report.invariants.values()), report.table()
+    return report
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid"])
+def test_dense_gradcheck(activation):
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        passes(Dense(int(rng.integers(1, 6)), activation=activation), (int(rng.integers(1, 7)),), seed)
+
+
+def test_dense_with_l1_activity_penalty_gradcheck():
+    report = passes(Dense(5, activation="relu", activity_regularizer=regularizers.l1(0.3)), (4,))
+    assert report.checks[0].checked > 0
+
+
+def test_conv2d_gradcheck_random_configs():
+    rng = np.random.default_rng(1)
+    for seed in range(8):
+        kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        padding = ["valid", "same"][seed % 2]
+        h, w = int(rng.integers(kh, 8)), int(rng.integers(kw, 8))
+        layer = Conv2D(int(rng.integers(1, 4)), (kh, kw), strides=(sh, sw), padding=padding,
+                       activation=["linear", "relu", "sigmoid"][seed % 3])
+        passes(layer, (h, w, int(rng.integers(1, 4))), seed)
+
+
+def test_conv2d_same_with_uneven_padding_gradcheck():
+    passes(Conv2D(2, (4, 4), padding="same"), (6, 5, 2))  # total pad 3: 1 before, 2 after
+    passes(Conv2D(2, (2, 2), strides=2, padding="same"), (7, 7, 1))
+
+
+@pytest.mark.parametrize("pool,strides,padding,shape", [
+    ((2, 2), None, "valid", (6, 6, 2)), ((2, 2), None, "same", (7, 7, 2)), ((3, 3), (2, 2), "same", (7, 8, 1)),
+    ((3, 2), (1, 2), "valid", (5, 6, 3)),
+])
+def test_maxpool_gradcheck(pool, strides, padding, shape):
+    passes(MaxPooling2D(pool, strides=strides, padding=padding), shape)
+
+
+@pytest.mark.parametrize("size", [(2, 2), (3, 1), (1, 2)])
+def test_upsampling_gradcheck(size):
+    passes(UpSampling2D(size), (3, 4, 2))
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (Flatten(), (3, 2, 2)), (Reshape((2, -1)), (6,)), (Activation("sigmoid"), (5,)), (ReLU(), (3, 3)),
+    (Activation("linear"), (4,)),
+])
+def test_shape_and_activation_layers_gradcheck(layer, shape):
+    passes(layer, shape)
+
+
+def test_gradcheck_detects_a_wrong_backward():
+    class BadDense(Dense):
+        def backward_linear(self, grad_z):
+            dx = super().backward_linear(grad_z)
+            self.grads["bias"] *= 1.01  # a 1% error
+            return dx
+
+    report = gradcheck.check_layer(BadDense(3), input_shape=(4,), raise_on_failure=False)
+    assert not report.passed
+    failed = [c.name for c in report.checks if not c.passed]
+    assert len(failed) == 1 and failed[0].endswith(".bias")
+    with pytest.raises(gradcheck.GradcheckError, match=r"bias wrong at index \(\d+,\)"):
+        gradcheck.check_layer(BadDense(3), input_shape=(4,))
+
+
+def test_gradcheck_skips_relu_kinks_and_counts_them():
+    x = np.array([[1e-7, -1e-7, 0.5, -0.5]])  # two inputs within eps of ReLU's kink
+    report = gradcheck.check_layer(ReLU(), x=x)
+    assert report.checks[0].skipped == 2 and report.checks[0].checked == 2
+
+
+def test_sigmoid_is_stable_at_extreme_inputs():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = Activation("sigmoid").forward(np.array([[-1000.0, 1000.0, 0.0]], np.float32))
+    np.testing.assert_array_equal(out, [[0.0, 1.0, 0.5]])
+
+
+def test_tutorial_conv_autoencoder_shapes():
+    x = Input(shape=(28, 28, 1))
+    shapes = []
+    t = x
+    for layer in [Conv2D(16, (3, 3), activation="relu", padding="same"), MaxPooling2D((2, 2), padding="same"),
+                  Conv2D(8, (3, 3), activation="relu", padding="same"), MaxPooling2D((2, 2), padding="same"),
+                  Conv2D(8, (3, 3), activation="relu", padding="same"), MaxPooling2D((2, 2), padding="same"),
+                  Conv2D(8, (3, 3), activation="relu", padding="same"), UpSampling2D((2, 2)),
+                  Conv2D(8, (3, 3), activation="relu", padding="same"), UpSampling2D((2, 2)),
+                  Conv2D(16, (3, 3), activation="relu"), UpSampling2D((2, 2)),
+                  Conv2D(1, (3, 3), activation="sigmoid", padding="same")]:
+        t = layer(t)
+        if not isinstance(layer, Conv2D) or layer.padding == "valid":
+            shapes.append(t.shape[0])
+    assert shapes == [14, 7, 4, 8, 16, 14, 28]
+    assert t.shape == (28, 28, 1)
+
+
+def test_weight_layouts_match_keras():
+    d = Dense(64)
+    d.build((784,))
+    assert d.params["kernel"].shape == (784, 64) and d.params["bias"].shape == (64,)
+    c = Convolution2D(16, (3, 3))
+    c.build((28, 28, 1))
+    assert c.params["kernel"].shape == (3, 3, 1, 16) and c.params["bias"].shape == (16,)
+    assert [w.shape for w in c.get_weights()] == [(3, 3, 1, 16), (16,)]
+
+
+def test_glorot_uniform_fans_and_seeded_init():
+    assert initializers.compute_fans((784, 64)) == (784, 64)
+    assert initializers.compute_fans((3, 3, 8, 16)) == (72, 144)
+    w = initializers.glorot_uniform((3, 3, 8, 16), rng=np.random.default_rng(0))
+    limit = np.sqrt(6 / (72 + 144))
+    assert w.dtype == np.float32 and np.abs(w).max() <= limit and np.abs(w).max() > 0.9 * limit
+    a, b = Dense(8), Dense(8)
+    a.build((5,), rng=np.random.default_rng(7))
+    b.build((5,), rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(a.params["kernel"], b.params["kernel"])
+    assert not a.params["bias"].any()
+
+
+def test_float64_on_request():
+    d = Dense(3, dtype="float64")
+    assert d.forward(np.ones((2, 4))).dtype == np.float64
+    assert Dense(3).forward(np.ones((2, 4))).dtype == np.float32
+
+
+@pytest.mark.parametrize("make,shape,message", [
+    (lambda: Dense(4), (2, 3, 5), r"Dense expects input of shape \(batch, features\), got \(batch, 2, 3, 5\)"),
+    (lambda: Conv2D(4, 3), (10, 10), r"expected input of shape \(batch, height, width, channels\)"),
+    (lambda: Conv2D(4, 5), (4, 4, 1), r"expected an input of at least 5, got 4"),
+    (lambda: MaxPooling2D(3), (2, 2, 1), r"expected an input of at least 3, got 2"),
+])
+def test_bad_shapes_are_clear_errors_at_construction(make, shape, message):
+    with pytest.raises(ValueError, match=message):
+        make()(Input(shape=shape))
+
+
+def test_wrong_channel_count_and_rank_at_runtime():
+    c = Conv2D(2, 3, padding="same")
+    c.build((5, 5, 3))
+    with pytest.raises(ValueError, match=r"expected input of shape \(batch, 5, 5, 3\), got \(2, 5, 5, 1\)"):
+        c.forward(np.zeros((2, 5, 5, 1), np.float32))
+    d = Dense(2)
+    d.build((4,))
+    with pytest.raises(ValueError, match=r"expected input of shape \(batch, 4\), got \(4,\)"):
+        d.forward(np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: Dense(3, activation="tanhh"), r"unknown activation 'tanhh': expected one of"),
+    (lambda: Conv2D(3, 3, padding="full"), r"padding must be 'valid' or 'same', got 'full'"),
+    (lambda: MaxPooling2D(padding="zero"), r"padding must be 'valid' or 'same'"),
+    (lambda: Conv2D(3, (0, 3)), r"kernel_size must be a positive int or a pair"),
+    (lambda: Dense(0), r"units must be a positive int"),
+])
+def test_bad_configuration_is_a_clear_error(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_shared_layer_called_on_wrong_shape():
+    d = Dense(4)
+    d(Input(shape=(3,)))
+    with pytest.raises(ValueError, match=r"built for input shape \(3,\) and cannot be called on .* \(5,\)"):
+        d(Input(shape=(5,)))
+
+
+def test_backward_never_updates_weights():
+    d = Dense(3, activation="relu")
+    d.build((4,))
+    before = d.get_weights()
+    d.forward(np.ones((2, 4), np.float32))
+    d.backward(np.ones((2, 3), np.float32))
+    for a, b in zip(before, d.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,110 @@
+"""Losses (with the L1 penalty) pass gradcheck; optimizers reproduce Keras's golden values."""
+
+import numpy as np
+import pytest
+
+from npae import gradcheck, losses, optimizers, regularizers
+from npae.activations import sigmoid
+
+
+@pytest.mark.parametrize("name", ["mse", "binary_crossentropy", "binary_crossentropy_clipped"])
+def test_loss_gradcheck(name):
+    rng = np.random.default_rng(0)
+    for shape in [(3, 5), (2, 4, 4, 1)]:
+        y = rng.uniform(0.05, 0.95, shape)
+        t = rng.uniform(0, 1, shape)
+        report = gradcheck.check_loss(name, y, t)
+        assert report.passed, report.table()
+
+
+def test_bce_from_logits_gradcheck_and_stability():
+    rng = np.random.default_rng(1)
+    z, t = rng.standard_normal((4, 6)) * 3, rng.uniform(0, 1, (4, 6))
+    assert gradcheck.check_loss(losses.BinaryCrossentropy(from_logits=True), z, t).passed
+    loss = losses.BinaryCrossentropy(from_logits=True)
+    big = np.array([[1000.0, -1000.0]])
+    assert np.isclose(loss(big, np.array([[1.0, 0.0]])), 0.0)
+    assert np.isclose(loss(big, np.array([[0.0, 1.0]])), 1000.0)
+    np.testing.assert_allclose(loss.backward(), (sigmoid(big) - [[0.0, 1.0]]) / 2)
+
+
+def test_bce_logits_equals_clipped_bce_where_unclipped():
+    rng = np.random.default_rng(2)
+    z, t = rng.standard_normal((5, 7)), rng.uniform(0, 1, (5, 7))
+    a = losses.BinaryCrossentropy(from_logits=True)(z, t)
+    b = losses.BinaryCrossentropy()(sigmoid(z), t)
+    assert np.isclose(a, b, rtol=1e-9)
+
+
+def test_keras_reduction_is_mean_over_everything():
+    y, t = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]), np.zeros((2, 3))
+    assert losses.get("mse")(y, t) == np.mean(y ** 2)
+
+
+def test_loss_shape_mismatch_is_an_error_not_a_broadcast():
+    with pytest.raises(ValueError, match=r"same shape, got \(4, 3\) and \(4, 1\)"):
+        losses.get("mse")(np.zeros((4, 3)), np.zeros((4, 1)))
+
+
+def test_l1_penalty_value_and_gradient():
+    h = np.array([[1.0, -2.0], [0.5, 0.0]])
+    reg = regularizers.l1(0.1)
+    assert np.isclose(reg.penalty(h), 0.1 * 3.5 / 2)
+    np.testing.assert_allclose(reg.gradient(h), 0.1 / 2 * np.sign(h))
+
+
+def test_adam_golden_value_from_keras():
+    p = {"w": np.array([1.0, 2.0, 3.0, 4.0], np.float32)}
+    optimizers.Adam(learning_rate=0.5).step(p, {"w": np.array([1.0, 6.0, 7.0, 2.0], np.float32)})
+    np.testing.assert_allclose(p["w"], [0.5, 1.5, 2.5, 3.5], rtol=1e-5)
+
+
+def test_adam_defaults_are_keras():
+    a = optimizers.Adam()
+    assert (a.learning_rate, a.beta_1, a.beta_2, a.epsilon) == (0.001, 0.9, 0.999, 1e-7)
+
+
+def test_adadelta_golden_values_from_keras():
+    # Keras's own golden test: one step with grad 0.01, then steps with grads 0.1 ... 1.0 (one per
+    # element); before each of those steps every element sits at the same golden value.
+    opt = optimizers.Adadelta(learning_rate=1.0, rho=0.8, epsilon=1e-6)
+    p = {"w": np.ones(10)}
+    opt.step(p, {"w": np.full(10, 0.01)})
+    for golden in [0.9978, 0.9947, 0.9915, 0.9882, 0.9849]:
+        np.testing.assert_allclose(p["w"], golden, rtol=5e-4, atol=5e-4)
+        opt.step(p, {"w": np.arange(1, 11) / 10})
+
+
+def test_adadelta_single_step_from_keras():
+    p = {"w": np.array([1.0, 2.0, 3.0, 4.0], np.float32)}
+    optimizers.Adadelta(learning_rate=0.5).step(p, {"w": np.array([1.0, 6.0, 7.0, 2.0], np.float32)})
+    np.testing.assert_allclose(p["w"], [0.9993, 1.9993, 2.9993, 3.9993], rtol=1e-4, atol=1e-4)
+
+
+def test_adadelta_defaults_follow_the_paper():
+    a = optimizers.Adadelta()
+    assert (a.learning_rate, a.rho, a.epsilon) == (1.0, 0.95, 1e-7)
+
+
+def test_sgd_and_momentum():
+    p = {"w": np.array([1.0])}
+    optimizers.SGD(0.1).step(p, {"w": np.array([2.0])})
+    assert np.isclose(p["w"][0], 0.8)
+    opt, p = optimizers.SGD(0.1, momentum=0.9), {"w": np.array([1.0])}
+    opt.step(p, {"w": np.array([1.0])})
+    opt.step(p, {"w": np.array([1.0])})
+    assert np.isclose(p["w"][0], 1.0 - 0.1 - (0.9 * 0.1 + 0.1))
+
+
+def test_optimizer_state_is_per_parameter_key():
+    opt = optimizers.Adam()
+    params = {"dense/kernel": np.ones(3, np.float32), "dense/bias": np.ones(2, np.float32)}
+    opt.step(params, {k: np.ones_like(v) for k, v in params.items()})
+    assert set(opt.state) == {"dense/kernel", "dense/bias"} and set(opt.state["dense/bias"]) == {"m", "v"}
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
+        optimizers.get("adamw")
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        losses.get("hinge")
