@@ -1,0 +1,125 @@
+"""The six autoencoders of the Keras tutorial "Building Autoencoders in Keras".
+
+Each builder returns ``(autoencoder, encoder, decoder)``: three models sharing the same layers (so
+training the autoencoder trains the other two), the autoencoder compiled with the tutorial's
+settings. Every size is an argument; ``seed`` makes the initial weights reproducible.
+
+The tutorial's deep autoencoder has a bug: in its published code the final ``Dense(784, sigmoid)``
+is connected to the 64-unit layer instead of the last decoder layer, so the decoder it just built is
+bypassed. ``deep`` builds the symmetric model the text describes:
+784 -> 128 -> 64 -> 32 -> 64 -> 128 -> 784.
+"""
+
+from __future__ import annotations
+
+from . import regularizers
+from .graph import Input
+from .layers import Conv2D, Dense, MaxPooling2D, UpSampling2D
+from .models import Model
+from .random import seeded
+
+__all__ = ["vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "BUILDERS", "DEFAULTS"]
+
+# The tutorial's training settings per model (used by the CLI as defaults).
+DEFAULTS = {
+    "vanilla": {"epochs": 50, "batch_size": 256, "optimizer": "adam", "loss": "mse"},
+    "multilayer": {"epochs": 50, "batch_size": 256, "optimizer": "adam", "loss": "mse"},
+    "deep": {"epochs": 100, "batch_size": 256, "optimizer": "adadelta", "loss": "binary_crossentropy"},
+    "convolutional": {"epochs": 50, "batch_size": 128, "optimizer": "adadelta", "loss": "binary_crossentropy"},
+    "sparse": {"epochs": 100, "batch_size": 256, "optimizer": "adam", "loss": "mse"},
+    "denoising": {"epochs": 100, "batch_size": 128, "optimizer": "adadelta", "loss": "binary_crossentropy"},
+}
+
+
+def _dense_stack(name, encoder_units, decoder_units, input_dim, optimizer, loss, seed, code_regularizer=None):
+    """784 -> encoder_units (relu) ... -> decoder_units (relu) ... -> input_dim (sigmoid)."""
+    with seeded(seed):
+        x = Input(shape=(input_dim,), name=f"{name}_input")
+        h = x
+        for i, units in enumerate(encoder_units):
+            last = i == len(encoder_units) - 1
+            h = Dense(units, activation="relu", activity_regularizer=code_regularizer if last else None)(h)
+        code, code_layers_end = h, len(encoder_units)
+        for units in decoder_units:
+            h = Dense(units, activation="relu")(h)
+        out = Dense(input_dim, activation="sigmoid")(h)
+    autoencoder = Model(x, out, name=name)
+    encoder = Model(x, code, name=f"{name}_encoder")
+    code_in = Input(shape=(encoder_units[-1],), name=f"{name}_code")
+    t = code_in
+    for layer in autoencoder.layers[1 + code_layers_end:]:
+        t = layer(t)
+    decoder = Model(code_in, t, name=f"{name}_decoder")
+    autoencoder.compile(optimizer=optimizer, loss=loss)
+    return autoencoder, encoder, decoder
+
+
+def vanilla(encoding_dim: int = 64, input_dim: int = 784, optimizer="adam", loss="mse", seed: int | None = None):
+    """784 -> encoding_dim (relu) -> 784 (sigmoid). The tutorial's first program uses
+    ``vanilla(32, optimizer='adadelta', loss='binary_crossentropy')``."""
+    return _dense_stack("vanilla", [encoding_dim], [], input_dim, optimizer, loss, seed)
+
+
+def multilayer(hidden: int = 128, encoding_dim: int = 64, input_dim: int = 784, optimizer="adam", loss="mse",
+               seed: int | None = None):
+    """784 -> 128 -> 64 -> 128 -> 784."""
+    return _dense_stack("multilayer", [hidden, encoding_dim], [hidden], input_dim, optimizer, loss, seed)
+
+
+def deep(units=(128, 64, 32), input_dim: int = 784, optimizer="adadelta", loss="binary_crossentropy",
+         seed: int | None = None):
+    """784 -> 128 -> 64 -> 32 -> 64 -> 128 -> 784, the symmetric model the tutorial intended."""
+    units = list(units)
+    return _dense_stack("deep", units, units[-2::-1], input_dim, optimizer, loss, seed)
+
+
+def sparse(encoding_dim: int = 64, l1: float = 1e-4, input_dim: int = 784, optimizer="adam", loss="mse",
+           seed: int | None = None):
+    """vanilla with an L1 activity penalty on the code (the tutorial's ``l1(10e-5)``, i.e. 1e-4)."""
+    return _dense_stack("sparse", [encoding_dim], [], input_dim, optimizer, loss, seed,
+                        code_regularizer=regularizers.l1(l1))
+
+
+def _conv_stack(name, enc_filters, dec_filters, valid_index, input_shape, optimizer, loss, seed):
+    """Conv(relu, same) + MaxPool(same) per encoder filter count; Conv + UpSampling per decoder count
+    (the one at ``valid_index`` uses 'valid' padding); a final 1-filter sigmoid conv."""
+    with seeded(seed):
+        x = Input(shape=input_shape, name=f"{name}_input")
+        h = x
+        for f in enc_filters:
+            h = Conv2D(f, (3, 3), activation="relu", padding="same")(h)
+            h = MaxPooling2D((2, 2), padding="same")(h)
+        code = h
+        n_enc = 2 * len(enc_filters)
+        for i, f in enumerate(dec_filters):
+            h = Conv2D(f, (3, 3), activation="relu", padding="valid" if i == valid_index else "same")(h)
+            h = UpSampling2D((2, 2))(h)
+        out = Conv2D(input_shape[-1], (3, 3), activation="sigmoid", padding="same")(h)
+    autoencoder = Model(x, out, name=name)
+    encoder = Model(x, code, name=f"{name}_encoder")
+    code_in = Input(shape=code.shape, name=f"{name}_code")
+    t = code_in
+    for layer in autoencoder.layers[1 + n_enc:]:
+        t = layer(t)
+    decoder = Model(code_in, t, name=f"{name}_decoder")
+    autoencoder.compile(optimizer=optimizer, loss=loss)
+    return autoencoder, encoder, decoder
+
+
+def convolutional(filters=(16, 8, 8), input_shape=(28, 28, 1), optimizer="adadelta", loss="binary_crossentropy",
+                  seed: int | None = None):
+    """28x28x1 -> conv 16/8/8 with 'same' 2x2 max-pooling -> (4, 4, 8) code -> conv 8/8/16 with 2x2
+    upsampling (the 16-filter conv 'valid': 16 -> 14) -> 28x28x1 sigmoid."""
+    f = list(filters)
+    return _conv_stack("convolutional", f, f[::-1], len(f) - 1, input_shape, optimizer, loss, seed)
+
+
+def denoising(filters: int = 32, input_shape=(28, 28, 1), optimizer="adadelta", loss="binary_crossentropy",
+              seed: int | None = None):
+    """The tutorial's denoiser: conv 32/32 with pooling to (7, 7, 32), conv 32/32 with upsampling, sigmoid
+    conv. Train it on ``npae.datasets.add_noise(x)`` against the clean ``x``."""
+    return _conv_stack("denoising", [filters, filters], [filters, filters], -1, input_shape, optimizer, loss, seed)
+
+
+BUILDERS = {"vanilla": vanilla, "multilayer": multilayer, "deep": deep, "convolutional": convolutional,
+            "sparse": sparse, "denoising": denoising}

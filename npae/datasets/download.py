@@ -1,0 +1,95 @@
+"""Verified downloads into the cache: mirrors tried in order, MD5 checked, atomic rename.
+
+A file is streamed into a temporary file in the destination folder while its MD5 is computed;
+only a complete file with the expected checksum is renamed to its final name. A failed, dropped or
+corrupted download leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+__all__ = ["DownloadError", "download_verified", "md5_of"]
+
+
+class DownloadError(OSError):
+    """Every mirror failed for a file; ``attempts`` lists (url, reason)."""
+
+    def __init__(self, filename: str, attempts: list[tuple[str, str]]):
+        self.attempts = attempts
+        lines = "\n".join(f"  {url}: {why}" for url, why in attempts)
+        super().__init__(f"could not download {filename}:\n{lines}")
+
+
+def md5_of(path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _progress(filename: str, done: int, total: int | None, start: float, stream) -> None:
+    if not getattr(stream, "isatty", lambda: False)():
+        return
+    rate = done / max(time.perf_counter() - start, 1e-9) / 1e6
+    if total:
+        fill = int(30 * done / total)
+        stream.write(f"\r{filename} [{'=' * fill}{'.' * (30 - fill)}] {done / 1e6:.1f}/{total / 1e6:.1f} MB "
+                     f"{rate:.1f} MB/s")
+    else:
+        stream.write(f"\r{filename} {done / 1e6:.1f} MB {rate:.1f} MB/s")
+    stream.flush()
+
+
+def _fetch(url: str, dest_dir: str, filename: str, md5: str, timeout: float, stream) -> str:
+    """Download one URL into dest_dir/filename; raise OSError/ValueError with a reason on failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=dest_dir)
+    try:
+        digest, done, start = hashlib.md5(), 0, time.perf_counter()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            while chunk := resp.read(1 << 16):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                _progress(filename, done, total, start, stream)
+            if total is not None and done != total:
+                raise OSError(f"connection closed after {done} of {total} bytes")
+        if getattr(stream, "isatty", lambda: False)():
+            stream.write("\n")
+        if digest.hexdigest() != md5:
+            raise ValueError(f"checksum mismatch: expected md5 {md5}, got {digest.hexdigest()}")
+        final = os.path.join(dest_dir, filename)
+        os.replace(tmp, final)
+        return final
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def download_verified(filename: str, mirrors: list[str], md5: str, dest_dir: str, timeout: float = 30.0,
+                      stream=None) -> str:
+    """Fetch ``filename`` from the first mirror that serves it with the right MD5 into ``dest_dir``.
+
+    Returns the final path. Raises :class:`DownloadError` listing every mirror's failure.
+    """
+    stream = stream or sys.stderr
+    attempts = []
+    for base in mirrors:
+        url = base.rstrip("/") + "/" + filename
+        try:
+            return _fetch(url, dest_dir, filename, md5, timeout, stream)
+        except urllib.error.HTTPError as err:
+            attempts.append((url, f"HTTP {err.code} {err.reason}"))
+        except urllib.error.URLError as err:
+            attempts.append((url, f"cannot connect: {err.reason}"))
+        except (OSError, ValueError) as err:  # dropped connection, timeout, checksum
+            attempts.append((url, str(err) or type(err).__name__))
+    raise DownloadError(filename, attempts)
