@@ -1,7 +1,18 @@
 """npae: a small, exact, fast neural-network library in NumPy + Numba, with hand-written
 forward and backward passes, and the six classic MNIST autoencoders built on it."""
 
-from . import activations, callbacks, datasets, gradcheck, initializers, layers, losses, models, optimizers, regularizers
+from . import (
+           activations,
+           callbacks,
+           datasets,
+           gradcheck,
+           initializers,
+           layers,
+           losses,
+           models,
+           optimizers,
+           regularizers,
+)
 from .gradcheck import check_layer, check_loss, check_model
 from .models import Model, Sequential, load_model
 from .random import set_random_seed

@@ -265,8 +265,8 @@ class Model:
     # -- reporting and files ------------------------------------------------------------------
     def summary(self, print_fn=print) -> None:
         """Print layers, output shapes and parameter counts the way Keras does."""
-        rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)), f"{layer.count_params():,}")
-                for layer in self.layers if not (isinstance(self, Sequential) and isinstance(layer, InputLayer))]
+        rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
+                 f"{layer.count_params():,}") for layer in self.layers]
         w = [max(28, *(len(r[0]) + 2 for r in rows)), max(26, *(len(r[1]) + 2 for r in rows)), 12]
         line = "=" * sum(w)
         print_fn(f'Model: "{self.name}"')
@@ -347,7 +347,8 @@ def _gather(src: np.ndarray, idx: np.ndarray, buf: np.ndarray) -> np.ndarray:
 
 
 def _check_positive_int(value, name: str, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and (value > 0 or (allow_zero and value == 0))
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    ok = ok and (value > 0 or (allow_zero and value == 0))
     if not ok:
         raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} int, got {value!r}")
 

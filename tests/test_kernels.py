@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from npae import kernels as K
+from npae import kernels as K  # noqa: N812
 
 DTYPES = [np.float32, np.float64]
 

@@ -5,8 +5,18 @@ import numpy as np
 import pytest
 
 from npae import gradcheck, initializers, regularizers
-from npae.layers import (Activation, Conv2D, Convolution2D, Dense, Flatten, Input, MaxPooling2D, ReLU, Reshape,
-                         UpSampling2D)
+from npae.layers import (
+    Activation,
+    Conv2D,
+    Convolution2D,
+    Dense,
+    Flatten,
+    Input,
+    MaxPooling2D,
+    ReLU,
+    Reshape,
+    UpSampling2D,
+)
 
 
 def passes(layer, shape, seed=0):

@@ -8,6 +8,7 @@ corrupted download leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
@@ -90,6 +91,6 @@ def download_verified(filename: str, mirrors: list[str], md5: str, dest_dir: str
             attempts.append((url, f"HTTP {err.code} {err.reason}"))
         except urllib.error.URLError as err:
             attempts.append((url, f"cannot connect: {err.reason}"))
-        except (OSError, ValueError) as err:  # dropped connection, timeout, checksum
+        except (OSError, ValueError, http.client.HTTPException) as err:  # dropped, timeout, checksum
             attempts.append((url, str(err) or type(err).__name__))
     raise DownloadError(filename, attempts)

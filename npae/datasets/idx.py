@@ -47,8 +47,9 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if expected > _MAX_BYTES:
         raise IDXError(f"{name}: header claims shape {dims} ({expected} bytes), larger than any IDX data set")
     if len(data) - header != expected:
+        what = "truncated" if len(data) - header < expected else "trailing data"
         raise IDXError(f"{name}: payload is {len(data) - header} bytes but the header's shape {dims} of "
-                       f"{dtype.name} needs {expected} ({'truncated' if len(data) - header < expected else 'trailing data'})")
+                       f"{dtype.name} needs {expected} ({what})")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
