@@ -130,7 +130,7 @@ class EarlyStopping(Callback):
                 self.best_weights = self.model.get_weights()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience and epoch > 0:  # Keras: patience epochs without improvement
             self.stopped_epoch = epoch
             self.model.stop_training = True
 

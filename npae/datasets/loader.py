@@ -132,7 +132,8 @@ def load_split(name: str, split: str, path=None, data_dir=None, download: bool =
         except DownloadError as err:
             failure = str(err)
     raise DatasetNotFoundError(
-        f"the {name} {split} files were not found and could not be downloaded.\n"
+        f"the {name} {split} files were not found and could not be downloaded: set NPAE_DATA_DIR to a folder "
+        f"holding {name}/, or copy the files into {cache_dir() / name}\n"
         f"Searched: {', '.join(searched)}\n{failure}\n"
         f"Fix it either way:\n"
         f"  1. point NPAE_DATA_DIR at a folder holding {name}/{names[0]} and {name}/{names[1]}, or\n"

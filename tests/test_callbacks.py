@@ -1,0 +1,152 @@
+"""Callbacks: history, progress output, NaN guard, Ctrl-C, early stopping, checkpoints, CSV, TensorBoard."""
+
+import io
+import signal
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+from npae import autoencoders, callbacks
+from npae.models import load_model
+
+
+def small_model(seed=0):
+    ae, _, _ = autoencoders.vanilla(encoding_dim=4, input_dim=10, seed=seed)
+    x = np.random.default_rng(seed).uniform(0, 1, (64, 10)).astype(np.float32)
+    return ae, x
+
+
+class Hook(callbacks.Callback):
+    def __init__(self, on_batch):
+        self.on_batch = on_batch
+
+    def on_batch_end(self, batch, logs=None):
+        self.on_batch(self, batch)
+
+
+def test_nan_loss_stops_and_keeps_weights_from_before_the_batch(capsys):
+    ae, x = small_model()
+    x[40] = np.nan  # batch 3 of 4 (batch size 16, no shuffle) holds the NaN
+    ae.fit(x[:32], x[:32], epochs=1, batch_size=16, shuffle=False, verbose=0)
+    weights_before = None
+
+    def remember(cb, batch):
+        nonlocal weights_before
+        weights_before = cb.model.get_weights()
+
+    h = ae.fit(x, x, epochs=3, batch_size=16, shuffle=False, verbose=0, callbacks=[Hook(remember)])
+    err = capsys.readouterr().err
+    assert "TerminateOnNaN" in err and "epoch 1, batch 3" in err
+    assert h.stopped_reason is not None and len(h.history.get("loss", [])) <= 1
+    for a, b in zip(weights_before, ae.get_weights()):
+        np.testing.assert_array_equal(a, b)
+        assert np.isfinite(b).all()
+
+
+def test_ctrl_c_stops_after_the_current_batch():
+    ae, x = small_model()
+    seen = []
+
+    def interrupt(cb, batch):
+        seen.append(batch)
+        if batch == 1:
+            signal.raise_signal(signal.SIGINT)
+
+    h = ae.fit(x, x, epochs=5, batch_size=8, verbose=0, callbacks=[Hook(interrupt)])
+    assert seen == [0, 1]
+    assert len(h.history["loss"]) == 1 and np.isfinite(ae.get_weights()[0]).all()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_early_stopping_restores_best_weights():
+    ae, x = small_model()
+    losses = iter([0.5, 0.4, 0.45, 0.47, 0.49, 0.3])
+    snapshots = []
+
+    class FakeVal(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = next(losses)
+            snapshots.append(self.model.get_weights())
+
+    stop = callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
+    h = ae.fit(x, x, epochs=6, batch_size=16, verbose=0, callbacks=[FakeVal(), stop])
+    assert len(h.epoch) == 4 and stop.stopped_epoch == 3
+    for a, b in zip(snapshots[1], ae.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_checkpoint_best_only_and_csv_logger(tmp_path):
+    ae, x = small_model()
+    ckpt = callbacks.ModelCheckpoint(tmp_path / "best-{epoch:02d}.npz", monitor="loss", save_best_only=True)
+    log = callbacks.CSVLogger(tmp_path / "log.csv")
+    h = ae.fit(x, x, epochs=3, batch_size=16, verbose=0, callbacks=[ckpt, log], validation_data=(x, x))
+    saved = sorted(p.name for p in tmp_path.glob("best-*.npz"))
+    assert saved and saved[0] == "best-01.npz" and not list(tmp_path.glob(".tmp-*"))
+    load_model(tmp_path / saved[-1])
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    assert lines[0] == "epoch,loss,val_loss" and len(lines) == 4
+    assert float(lines[3].split(",")[1]) == pytest.approx(h.history["loss"][2])
+
+
+def test_progress_bar_verbose_modes(capsys):
+    ae, x = small_model()
+    bar = callbacks.ProgbarLogger(verbose=2, epochs=2, steps=4, stream=io.StringIO())
+    ae.fit(x, x, epochs=2, batch_size=16, verbose=0, callbacks=[bar])
+    text = bar.stream.getvalue()
+    assert text.count("Epoch ") == 2 and "4/4" in text and "loss:" in text
+    ae.fit(x, x, epochs=1, batch_size=16, verbose=0)
+    assert capsys.readouterr().out == ""
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    live = callbacks.ProgbarLogger(verbose=1, epochs=1, steps=4, stream=Tty())
+    ae.fit(x, x, epochs=1, batch_size=16, verbose=0, callbacks=[live])
+    assert "\r" in live.stream.getvalue() and "ETA" not in live.stream.getvalue().splitlines()[-1]
+
+
+def read_event_scalars(path):
+    """Parse a TensorBoard event file: TFRecord framing around Event protobufs."""
+    from tensorboardX.proto import event_pb2
+
+    out = {}
+    data = path.read_bytes()
+    pos = 0
+    while pos < len(data):
+        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+        pos += 12 + length + 4
+        for v in event.summary.value:
+            out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_tensorboard_writes_real_event_files(tmp_path):
+    pytest.importorskip("tensorboardX", reason="the test extra installs tensorboardX")
+    ae, x = small_model()
+    h = ae.fit(x, x, epochs=2, batch_size=16, verbose=0, validation_data=(x, x),
+               callbacks=[callbacks.TensorBoard(log_dir=tmp_path)])
+    train = read_event_scalars(next((tmp_path / "train").glob("events.out.tfevents.*")))
+    val = read_event_scalars(next((tmp_path / "validation").glob("events.out.tfevents.*")))
+    assert [s for s, _ in train["epoch_loss"]] == [0, 1]
+    np.testing.assert_allclose([v for _, v in train["epoch_loss"]], h.history["loss"], rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in val["epoch_loss"]], h.history["val_loss"], rtol=1e-6)
+
+
+def test_tensorboard_without_the_extra_warns_once_and_writes_csv(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import now fails
+    monkeypatch.setattr(callbacks.TensorBoard, "_warned", False)
+    ae, x = small_model()
+    with pytest.warns(UserWarning, match="tensorboardX is not installed"):
+        ae.fit(x, x, epochs=2, batch_size=16, verbose=0, validation_data=(x, x),
+               callbacks=[callbacks.TensorBoard(log_dir=tmp_path / "a")])
+    lines = (tmp_path / "a" / "scalars.csv").read_text().splitlines()
+    assert lines[0] == "epoch,loss,val_loss" and len(lines) == 3
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second time: no warning
+        ae.fit(x, x, epochs=1, batch_size=16, verbose=0, callbacks=[callbacks.TensorBoard(log_dir=tmp_path / "b")])
