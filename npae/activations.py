@@ -28,6 +28,7 @@ class Activation:
     """An element-wise activation. ``name`` is 'relu', 'sigmoid' or 'linear'."""
 
     name = "linear"
+    code = 0  # the activation's code for the fused kernels in npae.elementwise
 
     def forward(self, z: np.ndarray, inplace: bool = False) -> np.ndarray:
         """a = f(z), shape of z. With ``inplace`` the result may overwrite z."""
@@ -47,6 +48,7 @@ class Activation:
 
 class ReLU(Activation):
     name = "relu"
+    code = 1
 
     def forward(self, z, inplace=False):
         return np.maximum(z, 0, out=z if inplace else None)
@@ -60,6 +62,7 @@ class ReLU(Activation):
 
 class Sigmoid(Activation):
     name = "sigmoid"
+    code = 2
 
     def forward(self, z, inplace=False):
         return sigmoid(z, out=z if inplace else None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import sigmoid
+from . import elementwise
 
 __all__ = ["Loss", "MeanSquaredError", "BinaryCrossentropy", "get", "LOSSES"]
 
@@ -53,11 +53,13 @@ class MeanSquaredError(Loss):
 
     def forward(self, y_pred, y_true):
         t = self._check(y_pred, y_true)
-        self._diff = y_pred - t  # (N, ...)
-        return float(np.mean(np.square(self._diff), dtype=np.float64))
+        y2, t2 = _rows(y_pred), _rows(t)  # (N, rest) views
+        self._grad = np.empty_like(y_pred)
+        # one pass: the sum of squares and dL/dy = 2 (y - t) / numel
+        return elementwise.mse_with_grad(y2, t2, self._grad.reshape(y2.shape)) / y_pred.size
 
     def backward(self):
-        return self._diff * (2.0 / self._diff.size)
+        return self._grad
 
 
 class BinaryCrossentropy(Loss):
@@ -82,9 +84,10 @@ class BinaryCrossentropy(Loss):
     def forward(self, y_pred, y_true):
         t = self._check(y_pred, y_true)
         self._t, self._y = t, y_pred
-        if self.from_logits:
-            z = y_pred
-            per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        if self.from_logits:  # one pass: the loss sum and dL/dz = (sigmoid(z) - t) / numel
+            z2 = _rows(y_pred)
+            self._grad = np.empty_like(y_pred)
+            return elementwise.sigmoid_bce_with_grad(z2, _rows(t), self._grad.reshape(z2.shape)) / y_pred.size
         else:
             p = np.clip(y_pred, self.epsilon, 1 - self.epsilon)
             per = -(t * np.log(p) + (1 - t) * np.log1p(-p))
@@ -94,7 +97,7 @@ class BinaryCrossentropy(Loss):
     def backward(self):
         n = self._y.size
         if self.from_logits:
-            return (sigmoid(self._y) - self._t) * (1.0 / n)
+            return self._grad
         p, t = self._p, self._t
         inside = (self._y >= self.epsilon) & (self._y <= 1 - self.epsilon)  # clip passes gradient here
         return np.where(inside, (p - t) / (p * (1 - p)) * (1.0 / n), np.zeros((), dtype=p.dtype))
@@ -103,6 +106,11 @@ class BinaryCrossentropy(Loss):
         if self.from_logits:
             return None
         return (self._y >= self.epsilon) & (self._y <= 1 - self.epsilon)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous (N, rest) view of a batch (a copy only if it was not contiguous)."""
+    return np.ascontiguousarray(a).reshape(a.shape[0], -1)
 
 
 LOSSES = {

@@ -116,30 +116,31 @@ class Model:
         last = self._layers[-1] if self._layers else None
         # A final sigmoid followed by BCE is computed from the logits (stable, TensorFlow's path).
         self._fused = (isinstance(self.loss, losses.BinaryCrossentropy) and self.loss.fusable
-                       and not self.loss.from_logits and last is not None and last.activation.name == "sigmoid")
+                       and not self.loss.from_logits and last is not None and last.activation.name == "sigmoid"
+                       and last.activity_regularizer is None)
         if self._fused:
-            last.keep_logits = True
             self._logit_loss = losses.BinaryCrossentropy(from_logits=True)
 
     def _require_compiled(self) -> None:
         if self.loss is None:
             raise RuntimeError(f"{self.name}: call compile(optimizer=..., loss=...) before fit or evaluate")
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Run the layers in order: (N, *input_shape) -> (N, *output_shape)."""
+    def forward(self, x: np.ndarray, training: bool = False, logits: bool = False) -> np.ndarray:
+        """Run the layers in order: (N, *input_shape) -> (N, *output_shape). With ``logits`` the last
+        layer stops before its activation."""
         out = self._input_layer.forward(x)
-        for layer in self._layers:
+        last = len(self._layers) - 1
+        for i, layer in enumerate(self._layers):
+            if logits and i == last:
+                return layer.forward_logits(out, training=training)
             out = layer.forward(out, training=training)
         return out
 
     def compute_loss(self, x: np.ndarray, y: np.ndarray, training: bool = True) -> float:
         """Forward pass, then loss + every activity penalty (the training objective)."""
         self._require_compiled()
-        out = self.forward(x, training=training)
-        if self._fused:
-            value = self._logit_loss.forward(self._layers[-1].logits, y)
-        else:
-            value = self.loss.forward(out, y)
+        out = self.forward(x, training=training, logits=self._fused)
+        value = (self._logit_loss if self._fused else self.loss).forward(out, y)
         return value + sum(layer.regularization_loss() for layer in self._layers)
 
     def compute_gradients(self, x: np.ndarray, y: np.ndarray) -> float:
@@ -148,7 +149,7 @@ class Model:
         layers = self._layers
         if self._fused:  # dL/dz = (sigmoid(z) - y) / numel straight into the last layer's linear part
             layers[-1].needs_input_grad = len(layers) > 1
-            grad = layers[-1].backward_linear(self._logit_loss.backward())
+            grad = layers[-1].backward_logits(self._logit_loss.backward())
             layers = layers[:-1]
         else:
             grad = self.loss.backward()

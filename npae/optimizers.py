@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from . import elementwise
+
 __all__ = ["Optimizer", "SGD", "Adam", "Adadelta", "get", "OPTIMIZERS"]
 
 
@@ -86,12 +88,9 @@ class Adam(Optimizer):
 
     def _update(self, p, g, state):
         t = self.iterations
-        f = p.dtype.type
-        lr_t = f(self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t))
-        m, v = state["m"], state["v"]
-        m += (g - m) * f(1 - self.beta_1)
-        v += (np.square(g) - v) * f(1 - self.beta_2)
-        p -= lr_t * m / (np.sqrt(v) + f(self.epsilon))
+        lr_t = self.learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        elementwise.adam_update(_flat(p), _flat(g), _flat(state["m"]), _flat(state["v"]), lr_t,
+                                self.beta_1, self.beta_2, self.epsilon)
 
 
 class Adadelta(Optimizer):
@@ -104,15 +103,15 @@ class Adadelta(Optimizer):
         self.rho, self.epsilon = float(rho), float(epsilon)
 
     def _update(self, p, g, state):
-        f = p.dtype.type
-        rho, eps = f(self.rho), f(self.epsilon)
-        ag, ad = state["accum_grad"], state["accum_delta"]
-        ag *= rho
-        ag += (1 - rho) * np.square(g)
-        delta = np.sqrt(ad + eps) / np.sqrt(ag + eps) * g
-        ad *= rho
-        ad += (1 - rho) * np.square(delta)
-        p -= f(self.learning_rate) * delta
+        elementwise.adadelta_update(_flat(p), _flat(g), _flat(state["accum_grad"]), _flat(state["accum_delta"]),
+                                    self.learning_rate, self.rho, self.epsilon)
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view (never a copy: the update must land in the parameter itself)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"optimizer: parameters and slots must be C-contiguous, got strides {a.strides}")
+    return a.reshape(-1)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adadelta": Adadelta}

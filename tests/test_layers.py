@@ -91,9 +91,11 @@ def test_gradcheck_detects_a_wrong_backward():
 
 
 def test_gradcheck_skips_relu_kinks_and_counts_them():
-    x = np.array([[1e-7, -1e-7, 0.5, -0.5]])  # two inputs within eps of ReLU's kink
+    # 1e-9 is within every step the checker tries (eps, eps/10, eps/100) of ReLU's kink: skipped;
+    # 3e-7 is within eps but not eps/10: checked with the smaller step
+    x = np.array([[1e-9, -1e-9, 3e-7, 0.5, -0.5]])
     report = gradcheck.check_layer(ReLU(), x=x)
-    assert report.checks[0].skipped == 2 and report.checks[0].checked == 2
+    assert report.checks[0].skipped == 2 and report.checks[0].checked == 3
 
 
 def test_sigmoid_is_stable_at_extreme_inputs():

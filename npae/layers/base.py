@@ -6,9 +6,10 @@ keeps what its backward needs, and in ``backward(grad_out)`` fills ``grads`` (sa
 shapes as ``params``) and returns the gradient with respect to its input. Shapes exclude the
 batch axis, as in Keras's ``input_shape``.
 
-Layers with an ``activation`` split the work: ``forward`` = activation(linear part), and
-``backward`` = ``backward_linear(activation'(a) * grad)``. A model whose last layer ends in a
-sigmoid and whose loss is binary cross-entropy calls ``backward_linear`` with dL/dz directly.
+Layers with an ``activation`` split the work: ``forward`` = activation(linear part + bias), and
+``backward`` = ``backward_linear(activation'(a) * grad)`` plus the bias gradient. A model whose last
+layer ends in a sigmoid and whose loss is binary cross-entropy uses ``forward_logits`` and
+``backward_logits`` (dL/dz directly) instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections import Counter
 
 import numpy as np
 
-from .. import activations, regularizers
+from .. import activations, elementwise, regularizers
 
 __all__ = ["Layer", "to_pair"]
 
@@ -49,7 +50,6 @@ class Layer:
     params, grads : dict[str, np.ndarray] with the same keys and shapes (empty without weights).
     input_shape, output_shape : tuple[int, ...] without the batch axis, set by ``build``.
     needs_input_grad : a model clears it on its first layer, whose input gradient nobody uses.
-    keep_logits : when set, ``forward`` keeps the pre-activation in ``self.logits``.
     """
 
     param_order: tuple[str, ...] = ()  # Keras's weight order, e.g. ("kernel", "bias")
@@ -68,8 +68,6 @@ class Layer:
         self.input_shape: tuple[int, ...] | None = tuple(input_shape) if input_shape else None
         self.output_shape: tuple[int, ...] | None = None
         self.needs_input_grad = True
-        self.keep_logits = False
-        self.logits: np.ndarray | None = None
         self._out: np.ndarray | None = None
 
     # -- configuration and shapes -----------------------------------------------------------
@@ -109,25 +107,53 @@ class Layer:
             )
         return x if x.dtype == self.dtype else x.astype(self.dtype)
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Layers with an activation implement ``forward_linear``; others override this."""
-        z = self.forward_linear(self._check_input(x), training)
-        if self.keep_logits:
-            self.logits = z.copy() if self.activation.name != "linear" else z
-        self._out = self.activation.forward(z, inplace=True)
-        return self._out
-
+    # Layers with an activation implement forward_linear (x -> z2 = the linear part without bias, as
+    # a 2-D (rows, units) array) and backward_linear (dL/dz2 -> dL/dx, filling the kernel's grads).
+    # The base class adds the bias and the activation in one fused pass, and their derivatives.
     def forward_linear(self, x: np.ndarray, training: bool) -> np.ndarray:
         raise NotImplementedError
+
+    def backward_linear(self, grad_z2: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def _bias(self) -> np.ndarray:
+        bias = self.params.get("bias")
+        if bias is None:
+            bias = np.zeros(self.output_shape[-1], dtype=self.dtype)
+        return bias
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """a = activation(linear(x) + bias), shape (N, *output_shape)."""
+        x = self._check_input(x)
+        z2 = self.forward_linear(x, training)
+        self._out2 = elementwise.bias_act_forward(z2, self._bias(), self.activation.code)
+        self._out = self._out2.reshape((x.shape[0], *self.output_shape))
+        return self._out
+
+    def forward_logits(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """z = linear(x) + bias, the pre-activation (used for sigmoid + BCE from logits)."""
+        x = self._check_input(x)
+        z2 = elementwise.bias_act_forward(self.forward_linear(x, training), self._bias(), 0)
+        self._out = None
+        return z2.reshape((x.shape[0], *self.output_shape))
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         """dL/dx from dL/d(output); fills ``self.grads``. Adds the activity penalty's gradient."""
         if self.activity_regularizer is not None:
             grad_out = grad_out + self.activity_regularizer.gradient(self._out)
-        return self.backward_linear(self.activation.backward(grad_out, self._out))
+        g2 = grad_out.reshape(self._out2.shape)
+        if self.activation.code != 0:  # dL/dz = dL/da * act'(a), from the kept output a
+            g2 = elementwise.act_backward(g2, self._out2, self.activation.code, np.empty_like(g2))
+        return self._backward_z2(g2)
 
-    def backward_linear(self, grad_z: np.ndarray) -> np.ndarray | None:
-        raise NotImplementedError
+    def backward_logits(self, grad_z: np.ndarray) -> np.ndarray | None:
+        """dL/dx from dL/dz, the gradient with respect to the pre-activation."""
+        return self._backward_z2(grad_z.reshape(-1, self.output_shape[-1]))
+
+    def _backward_z2(self, g2: np.ndarray) -> np.ndarray | None:
+        if "bias" in self.params:
+            np.sum(g2, axis=0, out=self.grads["bias"])  # dL/dbias = sum over rows
+        return self.backward_linear(g2)
 
     def regularization_loss(self) -> float:
         """The activity penalty of the last forward pass (0.0 without a regulariser)."""

@@ -83,26 +83,20 @@ class Conv2D(Layer):
         return (*self.kernel_size, *self.strides, pt, pl, ho, wo)
 
     def forward_linear(self, x, training):
-        n = x.shape[0]
-        ho, wo, _, _ = self._geom
         w2 = self.params["kernel"].reshape(-1, self.filters)  # (K, Cout), a view
         self._cols = kernels.im2col(x, *self._window())  # (N*Ho*Wo, K)
-        z = self._cols @ w2  # (N*Ho*Wo, Cout)
-        if self.use_bias:
-            z += self.params["bias"]
-        return z.reshape(n, ho, wo, self.filters)
+        return self._cols @ w2  # (N*Ho*Wo, Cout); the base class adds bias and activation
 
-    def backward_linear(self, grad_z):
-        g2 = grad_z.reshape(-1, self.filters)  # (N*Ho*Wo, Cout)
+    def backward_linear(self, g2):
+        # g2 = dL/dz as (N*Ho*Wo, Cout)
         w2 = self.params["kernel"].reshape(-1, self.filters)
         np.matmul(self._cols.T, g2, out=self.grads["kernel"].reshape(w2.shape))  # (K, Cout)
-        if self.use_bias:
-            np.sum(g2, axis=0, out=self.grads["bias"])
         if not self.needs_input_grad:
             return None
         dcols = g2 @ w2.T  # (N*Ho*Wo, K)
         h, w, c = self.input_shape
-        return kernels.col2im(dcols, grad_z.shape[0], h, w, c, *self._window())
+        return kernels.col2im(dcols, self._cols.shape[0] // (self._geom[0] * self._geom[1]), h, w, c,
+                              *self._window())
 
     def get_config(self):
         names = [n if isinstance(n, str) else "glorot_uniform" for n in self._init_names]

@@ -68,15 +68,10 @@ class Dense(Layer):
 
     def forward_linear(self, x, training):
         self._x = x  # (N, in), kept for dL/dkernel
-        z = x @ self.params["kernel"]  # (N, units)
-        if self.use_bias:
-            z += self.params["bias"]
-        return z
+        return x @ self.params["kernel"]  # (N, units); the base class adds bias and activation
 
     def backward_linear(self, grad_z):
         np.matmul(self._x.T, grad_z, out=self.grads["kernel"])  # (in, units)
-        if self.use_bias:
-            np.sum(grad_z, axis=0, out=self.grads["bias"])  # (units,)
         return grad_z @ self.params["kernel"].T if self.needs_input_grad else None  # (N, in)
 
     def get_config(self):
@@ -91,12 +86,11 @@ class Activation(Layer):
     def __init__(self, activation, name=None, dtype=None, input_shape=None):
         super().__init__(name=name, dtype=dtype, activation=activation, input_shape=input_shape)
 
-    def forward(self, x, training=False):
-        self._out = self.activation.forward(self._check_input(x), inplace=False)
-        return self._out
+    def forward_linear(self, x, training):
+        return x.reshape(-1, x.shape[-1]).copy()  # (rows, last axis); the base applies the activation
 
     def backward_linear(self, grad_z):
-        return grad_z
+        return grad_z.reshape((-1, *self.input_shape))
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation.name}

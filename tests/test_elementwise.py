@@ -1,0 +1,57 @@
+"""The fused element-wise kernels equal their NumPy twins (float32 and float64)."""
+
+import numpy as np
+import pytest
+
+from npae import elementwise as E  # noqa: N812
+
+DTYPES = [np.float32, np.float64]
+
+
+def tol(dtype):
+    return {"rtol": 2e-6, "atol": 1e-7} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-14}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [0, 1, 2])
+def test_bias_act_forward_and_backward(dtype, act):
+    rng = np.random.default_rng(act)
+    z = (rng.standard_normal((7, 13)) * 4).astype(dtype)
+    z[0, :3] = [-1000, 1000, 0]  # extreme logits stay finite
+    b = rng.standard_normal(13).astype(dtype)
+    got, want = E.bias_act_forward(z.copy(), b, act), E.bias_act_forward_ref(z.copy(), b, act)
+    np.testing.assert_allclose(got, want, **tol(dtype))
+    assert np.isfinite(got).all() and got.dtype == dtype
+    g = rng.standard_normal(z.shape).astype(dtype)
+    np.testing.assert_allclose(E.act_backward(g, got, act, np.empty_like(g)),
+                               E.act_backward_ref(g, got, act, np.empty_like(g)), **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_losses(dtype):
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal((9, 11)) * 3).astype(dtype)
+    t = rng.uniform(0, 1, z.shape).astype(dtype)
+    for fused, ref in [(E.sigmoid_bce_with_grad, E.sigmoid_bce_with_grad_ref), (E.mse_with_grad, E.mse_with_grad_ref)]:
+        g1, g2 = np.empty_like(z), np.empty_like(z)
+        assert np.isclose(fused(z, t, g1), ref(z, t, g2), rtol=1e-5 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(g1, g2, **tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_optimizer_kernels(dtype):
+    rng = np.random.default_rng(6)
+    p, g = rng.standard_normal(50).astype(dtype), rng.standard_normal(50).astype(dtype)
+    slots = [rng.uniform(0, 1, 50).astype(dtype) for _ in range(2)]
+    a = [p.copy(), g, *(s.copy() for s in slots)]
+    b = [p.copy(), g, *(s.copy() for s in slots)]
+    E.adam_update(*a, 0.01, 0.9, 0.999, 1e-7)
+    E.adam_update_ref(*b, 0.01, 0.9, 0.999, 1e-7)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, **tol(dtype))
+    a = [p.copy(), g, *(s.copy() for s in slots)]
+    b = [p.copy(), g, *(s.copy() for s in slots)]
+    E.adadelta_update(*a, 1.0, 0.95, 1e-7)
+    E.adadelta_update_ref(*b, 1.0, 0.95, 1e-7)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, **tol(dtype))
