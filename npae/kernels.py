@@ -37,6 +37,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 _jit = numba.njit(cache=True, parallel=True, fastmath=False)
+_serial = numba.njit(cache=True)
 
 
 def window_geometry(n: int, k: int, s: int, padding: str) -> tuple[int, int, int]:
