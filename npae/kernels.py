@@ -28,6 +28,7 @@ __all__ = [
     "im2col", "im2col_ref", "col2im", "col2im_ref",
     "maxpool_forward", "maxpool_forward_ref", "maxpool_backward", "maxpool_backward_ref",
     "upsample_forward", "upsample_forward_ref", "upsample_backward", "upsample_backward_ref",
+    "tap_sum", "tap_sum_ref",
 ]
 
 # Numba's OpenMP threads and OpenBLAS's threads both spin-wait; on 2 cores they steal each other's
@@ -253,3 +254,43 @@ def upsample_backward_ref(grad, sh, sw):
     """NumPy twin of :func:`upsample_backward`."""
     n, hh, ww, c = grad.shape
     return grad.reshape(n, hh // sh, sh, ww // sw, sw, c).sum(axis=(2, 4))
+
+
+# ----------------------------------------------------------------------------------------------
+# tap_sum: the second half of a convolution computed tap by tap. Given per-pixel tap products
+# Y[n, y, x, (di, dj, o)] = sum_c x[n, y, x, c] * w[di, dj, c, o], the output is
+# z[n, i, j, o] = sum_{di, dj} Y[n, i*sh - pt + di, j*sw - pl + dj, (di, dj, o)] (zero outside).
+# ----------------------------------------------------------------------------------------------
+@_jit
+def tap_sum(y, kh, kw, cout, sh, sw, pt, pl, ho, wo):
+    n, h, w, _ = y.shape
+    z = np.zeros((n, ho, wo, cout), dtype=y.dtype)
+    for b in prange(n):
+        for i in range(ho):
+            for di in range(kh):
+                yy = i * sh - pt + di
+                if yy < 0 or yy >= h:
+                    continue
+                for j in range(wo):
+                    for dj in range(kw):
+                        xx = j * sw - pl + dj
+                        if xx < 0 or xx >= w:
+                            continue
+                        base = (di * kw + dj) * cout
+                        for o in range(cout):
+                            z[b, i, j, o] += y[b, yy, xx, base + o]
+    return z
+
+
+def tap_sum_ref(y, kh, kw, cout, sh, sw, pt, pl, ho, wo):
+    """NumPy twin of :func:`tap_sum`: pad, then add one strided slice per tap."""
+    n, h, w, _ = y.shape
+    pb = max((ho - 1) * sh + kh - h - pt, 0)
+    pr = max((wo - 1) * sw + kw - w - pl, 0)
+    yp = np.pad(y, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    z = np.zeros((n, ho, wo, cout), dtype=y.dtype)
+    for di in range(kh):
+        for dj in range(kw):
+            base = (di * kw + dj) * cout
+            z += yp[:, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw, base:base + cout]
+    return z

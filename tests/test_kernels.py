@@ -88,6 +88,16 @@ def test_col2im_loses_no_update_with_overlapping_windows():
     assert dx[:, 1:-1, 1:-1, :].min() == 9 and dx[:, 0, 0, :].max() == 4
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tap_sum_matches_twin(dtype):
+    rng = np.random.default_rng(4)
+    for shape, (kh, kw, sh, sw, pt, pl, ho, wo) in random_windows(rng):
+        cout = int(rng.integers(1, 3))
+        y = rng.standard_normal((*shape[:3], kh * kw * cout)).astype(dtype)
+        np.testing.assert_allclose(K.tap_sum(y, kh, kw, cout, sh, sw, pt, pl, ho, wo),
+                                   K.tap_sum_ref(y, kh, kw, cout, sh, sw, pt, pl, ho, wo), rtol=1e-5, atol=1e-6)
+
+
 def test_window_geometry_rules():
     assert K.window_geometry(28, 3, 1, "same") == (28, 1, 1)
     assert K.window_geometry(16, 3, 1, "valid") == (14, 0, 0)

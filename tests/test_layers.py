@@ -49,6 +49,17 @@ def test_conv2d_gradcheck_random_configs():
         passes(layer, (h, w, int(rng.integers(1, 4))), seed)
 
 
+@pytest.mark.parametrize("cin,cout,kernel,padding", [
+    (4, 1, 3, "same"), (3, 2, 3, "valid"), (5, 2, (2, 4), "same"), (6, 3, (3, 2), "same"), (16, 1, 3, "same"),
+])
+def test_conv2d_tap_mode_gradcheck(cin, cout, kernel, padding):
+    # stride 1 with fewer output than input channels: per-tap GEMMs instead of a patch matrix
+    layer = Conv2D(cout, kernel, padding=padding, activation="relu")
+    layer.build((6, 7, cin))
+    assert layer.tap_mode
+    passes(layer, (6, 7, cin))
+
+
 def test_conv2d_same_with_uneven_padding_gradcheck():
     passes(Conv2D(2, (4, 4), padding="same"), (6, 5, 2))  # total pad 3: 1 before, 2 after
     passes(Conv2D(2, (2, 2), strides=2, padding="same"), (7, 7, 1))

@@ -12,6 +12,16 @@ without any transpose:
 
 Output size per axis (see ``kernels.window_geometry``): 'valid' floor((n - k) / s) + 1,
 'same' ceil(n / s) with TensorFlow's padding (odd pixel at the bottom/right).
+
+"Tap" mode, for stride 1 with fewer output than input channels (the tutorial's last conv has one):
+the patch matrix P has K = kh*kw*Cin columns, but the same products can be formed per tap with
+kh*kw*Cout columns, without ever building P:
+
+    forward:  Y = x (N*H*W, Cin) @ Wt (Cin, kh*kw*Cout);  z = tap_sum(Y)   (shifted sum of the taps)
+    backward: G = im2col of g with the flipped geometry   (N*H*W, kh*kw*Cout), G[(n,y,x),(a',b',o)] =
+              g[n, y + pt - a, x + pl - b, o] with a = kh-1-a', b = kw-1-b' (zero outside), so
+              dx = G @ W_flipped  (W_flipped[(a',b',o), c] = kernel[a, b, c, o])
+              dW[a, b, c, o] = (x^T G)[c, (a', b', o)]
 """
 
 from __future__ import annotations
@@ -82,21 +92,43 @@ class Conv2D(Layer):
         ho, wo, pt, pl = self._geom
         return (*self.kernel_size, *self.strides, pt, pl, ho, wo)
 
+    @property
+    def tap_mode(self) -> bool:
+        """Stride 1 and fewer output than input channels: work per tap (see the module docstring)."""
+        return self.strides == (1, 1) and self.filters < self.input_shape[2]
+
     def forward_linear(self, x, training):
-        w2 = self.params["kernel"].reshape(-1, self.filters)  # (K, Cout), a view
+        kh, kw, cin, cout = self.params["kernel"].shape
+        ho, wo, pt, pl = self._geom
+        if self.tap_mode:
+            self._x = x  # (N, H, W, Cin)
+            wt = self.params["kernel"].transpose(2, 0, 1, 3).reshape(cin, -1)  # (Cin, kh*kw*Cout)
+            y = (x.reshape(-1, cin) @ wt).reshape((*x.shape[:3], -1))  # (N, H, W, kh*kw*Cout)
+            return kernels.tap_sum(y, kh, kw, cout, 1, 1, pt, pl, ho, wo).reshape(-1, cout)
         self._cols = kernels.im2col(x, *self._window())  # (N*Ho*Wo, K)
-        return self._cols @ w2  # (N*Ho*Wo, Cout); the base class adds bias and activation
+        return self._cols @ self.params["kernel"].reshape(-1, cout)  # (N*Ho*Wo, Cout)
 
     def backward_linear(self, g2):
-        # g2 = dL/dz as (N*Ho*Wo, Cout)
-        w2 = self.params["kernel"].reshape(-1, self.filters)
+        # g2 = dL/dz as (N*Ho*Wo, Cout); the base class has already taken dL/dbias from it
+        kernel = self.params["kernel"]
+        kh, kw, cin, cout = kernel.shape
+        ho, wo, pt, pl = self._geom
+        h, w, _ = self.input_shape
+        if self.tap_mode:
+            n = self._x.shape[0]
+            gcols = kernels.im2col(g2.reshape(n, ho, wo, cout), kh, kw, 1, 1, kh - 1 - pt, kw - 1 - pl, h, w)
+            dwt = (self._x.reshape(-1, cin).T @ gcols).reshape(cin, kh, kw, cout)  # (Cin, a', b', Cout)
+            self.grads["kernel"][...] = dwt[:, ::-1, ::-1, :].transpose(1, 2, 0, 3)
+            if not self.needs_input_grad:
+                return None
+            w_flip = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, cin)  # (kh*kw*Cout, Cin)
+            return (gcols @ w_flip).reshape(n, h, w, cin)
+        w2 = kernel.reshape(-1, cout)
         np.matmul(self._cols.T, g2, out=self.grads["kernel"].reshape(w2.shape))  # (K, Cout)
         if not self.needs_input_grad:
             return None
         dcols = g2 @ w2.T  # (N*Ho*Wo, K)
-        h, w, c = self.input_shape
-        return kernels.col2im(dcols, self._cols.shape[0] // (self._geom[0] * self._geom[1]), h, w, c,
-                              *self._window())
+        return kernels.col2im(dcols, self._cols.shape[0] // (ho * wo), h, w, cin, *self._window())
 
     def get_config(self):
         names = [n if isinstance(n, str) else "glorot_uniform" for n in self._init_names]
