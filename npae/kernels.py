@@ -156,25 +156,19 @@ def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo):
     out = np.empty((n, ho, wo, c), dtype=x.dtype)
     argmax = np.empty((n, ho, wo, c), dtype=np.int32)
     for b in prange(n):
-        best = np.empty(c, dtype=x.dtype)
         for i in range(ho):
+            y0, y1 = max(i * sh - pt, 0), min(i * sh - pt + kh, h)  # the window's rows inside the image
             for j in range(wo):
-                best[:] = -np.inf
-                argmax[b, i, j, :] = -1
-                for di in range(kh):
-                    y = i * sh - pt + di
-                    if y < 0 or y >= h:
-                        continue
-                    for dj in range(kw):
-                        xx = j * sw - pl + dj
-                        if xx < 0 or xx >= w:
-                            continue
-                        for ch in range(c):
+                x0, x1 = max(j * sw - pl, 0), min(j * sw - pl + kw, w)
+                for ch in range(c):
+                    best, arg = x[b, y0, x0, ch], y0 * w + x0  # padding is -inf: a real pixel always wins
+                    for y in range(y0, y1):
+                        for xx in range(x0, x1):
                             v = x[b, y, xx, ch]
-                            if v > best[ch] or argmax[b, i, j, ch] < 0:
-                                best[ch] = v
-                                argmax[b, i, j, ch] = y * w + xx
-                out[b, i, j, :] = best
+                            if v > best:
+                                best, arg = v, y * w + xx
+                    out[b, i, j, ch] = best
+                    argmax[b, i, j, ch] = arg
     return out, argmax
 
 
