@@ -39,15 +39,21 @@ def _dense_stack(name, encoder_units, decoder_units, input_dim, optimizer, loss,
         for i, units in enumerate(encoder_units):
             last = i == len(encoder_units) - 1
             h = Dense(units, activation="relu", activity_regularizer=code_regularizer if last else None)(h)
-        code, code_layers_end = h, len(encoder_units)
+        code = h
         for units in decoder_units:
             h = Dense(units, activation="relu")(h)
         out = Dense(input_dim, activation="sigmoid")(h)
+    return _three_models(name, x, code, out, len(encoder_units), optimizer, loss)
+
+
+def _three_models(name, x, code, out, n_encoder_layers, optimizer, loss):
+    """The autoencoder x -> out, the encoder x -> code, and a decoder that applies the autoencoder's
+    remaining layers (the same objects: weights are shared) to a new code Input."""
     autoencoder = Model(x, out, name=name)
     encoder = Model(x, code, name=f"{name}_encoder")
-    code_in = Input(shape=(encoder_units[-1],), name=f"{name}_code")
+    code_in = Input(shape=code.shape, name=f"{name}_code")
     t = code_in
-    for layer in autoencoder.layers[1 + code_layers_end:]:
+    for layer in autoencoder.layers[1 + n_encoder_layers:]:
         t = layer(t)
     decoder = Model(code_in, t, name=f"{name}_decoder")
     autoencoder.compile(optimizer=optimizer, loss=loss)
@@ -90,20 +96,11 @@ def _conv_stack(name, enc_filters, dec_filters, valid_index, input_shape, optimi
             h = Conv2D(f, (3, 3), activation="relu", padding="same")(h)
             h = MaxPooling2D((2, 2), padding="same")(h)
         code = h
-        n_enc = 2 * len(enc_filters)
         for i, f in enumerate(dec_filters):
             h = Conv2D(f, (3, 3), activation="relu", padding="valid" if i == valid_index else "same")(h)
             h = UpSampling2D((2, 2))(h)
         out = Conv2D(input_shape[-1], (3, 3), activation="sigmoid", padding="same")(h)
-    autoencoder = Model(x, out, name=name)
-    encoder = Model(x, code, name=f"{name}_encoder")
-    code_in = Input(shape=code.shape, name=f"{name}_code")
-    t = code_in
-    for layer in autoencoder.layers[1 + n_enc:]:
-        t = layer(t)
-    decoder = Model(code_in, t, name=f"{name}_decoder")
-    autoencoder.compile(optimizer=optimizer, loss=loss)
-    return autoencoder, encoder, decoder
+    return _three_models(name, x, code, out, 2 * len(enc_filters), optimizer, loss)
 
 
 def convolutional(filters=(16, 8, 8), input_shape=(28, 28, 1), optimizer="adadelta", loss="binary_crossentropy",

@@ -70,6 +70,11 @@ def window_geometry(n: int, k: int, s: int, padding: str) -> tuple[int, int, int
     raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
 
 
+def _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo):
+    """Bottom and right padding that make ho x wo windows fit (for the NumPy twins)."""
+    return max((ho - 1) * sh + kh - h - pt, 0), max((wo - 1) * sw + kw - w - pl, 0)
+
+
 # ----------------------------------------------------------------------------------------------
 # im2col: (N, H, W, C) -> (N*ho*wo, kh*kw*C). Row r = (n, i, j) holds the window whose top-left
 # corner is (i*sh - pt, j*sw - pl); its columns are ordered (di, dj, c), which is exactly the
@@ -100,8 +105,7 @@ def im2col(x, kh, kw, sh, sw, pt, pl, ho, wo):
 def im2col_ref(x, kh, kw, sh, sw, pt, pl, ho, wo):
     """NumPy twin of :func:`im2col`: pad with zeros, then copy one strided slice per (di, dj)."""
     n, h, w, c = x.shape
-    pb = max((ho - 1) * sh + kh - h - pt, 0)
-    pr = max((wo - 1) * sw + kw - w - pl, 0)
+    pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     cols = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
     for di in range(kh):
@@ -136,8 +140,7 @@ def col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo):
 def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo):
     """NumPy twin of :func:`col2im`. For a fixed (di, dj) the target pixels are distinct, so a
     strided ``+=`` per (di, dj) loses no update."""
-    pb = max((ho - 1) * sh + kh - h - pt, 0)
-    pr = max((wo - 1) * sw + kw - w - pl, 0)
+    pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
     c6 = cols.reshape(n, ho, wo, kh, kw, c)
     for di in range(kh):
@@ -175,8 +178,7 @@ def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo):
 def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo):
     """NumPy twin of :func:`maxpool_forward`: pad with -inf, view every window, take argmax."""
     n, h, w, c = x.shape
-    pb = max((ho - 1) * sh + kh - h - pt, 0)
-    pr = max((wo - 1) * sw + kw - w - pl, 0)
+    pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-np.inf)
     win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw][:, :ho, :wo]
     flat = win.reshape(n, ho, wo, c, kh * kw)  # (N, ho, wo, C, kh*kw)
@@ -279,8 +281,7 @@ def tap_sum(y, kh, kw, cout, sh, sw, pt, pl, ho, wo):
 def tap_sum_ref(y, kh, kw, cout, sh, sw, pt, pl, ho, wo):
     """NumPy twin of :func:`tap_sum`: pad, then add one strided slice per tap."""
     n, h, w, _ = y.shape
-    pb = max((ho - 1) * sh + kh - h - pt, 0)
-    pr = max((wo - 1) * sw + kw - w - pl, 0)
+    pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     yp = np.pad(y, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
     z = np.zeros((n, ho, wo, cout), dtype=y.dtype)
     for di in range(kh):
