@@ -104,6 +104,11 @@ class GradcheckReport:
         return self.table()
 
 
+def _snapshot(kinks) -> list:
+    """Copies of the kink masks: layers may keep them in buffers that the next forward reuses."""
+    return [np.array(k, copy=True) for k in kinks()]
+
+
 def _same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
@@ -114,16 +119,16 @@ def _central(t, probe, eps, mode, f, kinks, base_kinks):
     if mode == "full":
         saved = t[probe]
         t[probe] = saved + eps
-        fp, kp = f(), kinks()
+        fp, kp = f(), _snapshot(kinks)
         t[probe] = saved - eps
-        fm, km = f(), kinks()
+        fm, km = f(), _snapshot(kinks)
         t[probe] = saved
     else:
         saved = t.copy()
         t += eps * probe
-        fp, kp = f(), kinks()
+        fp, kp = f(), _snapshot(kinks)
         t[...] = saved - eps * probe
-        fm, km = f(), kinks()
+        fm, km = f(), _snapshot(kinks)
         t[...] = saved
     return fp, fm, not (_same(kp, base_kinks) and _same(km, base_kinks))
 
@@ -131,7 +136,7 @@ def _central(t, probe, eps, mode, f, kinks, base_kinks):
 def _check_tensor(name, t, grad, f, kinks, eps, atol, rtol, mode, n_proj, rng) -> TensorCheck:
     """Compare ``grad`` with central differences of ``f()`` as ``t`` (modified in place) moves."""
     res = TensorCheck(name, tuple(t.shape))
-    base_kinks, worst_ratio = kinks(), -1.0
+    base_kinks, worst_ratio = _snapshot(kinks), -1.0
     if mode == "full":
         probes = [np.unravel_index(i, t.shape) for i in range(t.size)]
     else:

@@ -81,9 +81,9 @@ def _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo):
 # row order of a Keras kernel (kh, kw, cin, cout) reshaped to (kh*kw*cin, cout).
 # ----------------------------------------------------------------------------------------------
 @_jit
-def im2col(x, kh, kw, sh, sw, pt, pl, ho, wo):
+def im2col(x, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
     n, h, w, c = x.shape
-    cols = np.empty((n * ho * wo, kh * kw * c), dtype=x.dtype)
+    cols = np.empty((n * ho * wo, kh * kw * c), dtype=x.dtype) if out is None else out
     for b in prange(n):
         for i in range(ho):
             for j in range(wo):
@@ -102,8 +102,9 @@ def im2col(x, kh, kw, sh, sw, pt, pl, ho, wo):
     return cols
 
 
-def im2col_ref(x, kh, kw, sh, sw, pt, pl, ho, wo):
-    """NumPy twin of :func:`im2col`: pad with zeros, then copy one strided slice per (di, dj)."""
+def im2col_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
+    """NumPy twin of :func:`im2col`: pad with zeros, then copy one strided slice per (di, dj).
+    ``out`` (both versions): an (N*ho*wo, kh*kw*C) array to fill instead of a new one."""
     n, h, w, c = x.shape
     pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
@@ -111,7 +112,10 @@ def im2col_ref(x, kh, kw, sh, sw, pt, pl, ho, wo):
     for di in range(kh):
         for dj in range(kw):
             cols[:, :, :, di, dj, :] = xp[:, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw, :]
-    return cols.reshape(n * ho * wo, kh * kw * c)
+    if out is None:
+        return cols.reshape(n * ho * wo, kh * kw * c)
+    out[...] = cols.reshape(out.shape)
+    return out
 
 
 # col2im: the adjoint of im2col. Every column entry is added back to the pixel it was copied from;
@@ -154,10 +158,10 @@ def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo):
 # index y*W + x of the winning input pixel; ties go to the first in row-major window order.
 # ----------------------------------------------------------------------------------------------
 @_jit
-def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo):
+def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None):
     n, h, w, c = x.shape
     out = np.empty((n, ho, wo, c), dtype=x.dtype)
-    argmax = np.empty((n, ho, wo, c), dtype=np.int32)
+    argmax = np.empty((n, ho, wo, c), dtype=np.int32) if argmax_out is None else argmax_out
     for b in prange(n):
         for i in range(ho):
             y0, y1 = max(i * sh - pt, 0), min(i * sh - pt + kh, h)  # the window's rows inside the image
@@ -175,8 +179,9 @@ def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo):
     return out, argmax
 
 
-def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo):
-    """NumPy twin of :func:`maxpool_forward`: pad with -inf, view every window, take argmax."""
+def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None):
+    """NumPy twin of :func:`maxpool_forward`: pad with -inf, view every window, take argmax.
+    ``argmax_out`` (both versions): an int32 (N, ho, wo, C) array to fill instead of a new one."""
     n, h, w, c = x.shape
     pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-np.inf)
@@ -186,7 +191,11 @@ def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo):
     out = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
     y = np.arange(ho)[None, :, None, None] * sh - pt + k // kw
     xx = np.arange(wo)[None, None, :, None] * sw - pl + k % kw
-    return out.astype(x.dtype), (y * w + xx).astype(np.int32)
+    argmax = (y * w + xx).astype(np.int32)
+    if argmax_out is not None:
+        argmax_out[...] = argmax
+        argmax = argmax_out
+    return out.astype(x.dtype), argmax
 
 
 @_jit

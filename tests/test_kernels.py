@@ -51,6 +51,24 @@ def test_maxpool_matches_twin(dtype):
                                    K.maxpool_backward_ref(g, arg, shape[1], shape[2]), rtol=1e-6)
 
 
+def test_out_buffers_give_the_same_results():
+    rng = np.random.default_rng(8)
+    for shape, win in random_windows(rng, 6):
+        x = rng.standard_normal(shape).astype(np.float32)
+        cols = K.im2col(x, *win)
+        for f in (K.im2col, K.im2col_ref):
+            buf = np.full_like(cols, np.nan)
+            assert f(x, *win, buf) is buf
+            np.testing.assert_array_equal(buf, cols)
+        out, arg = K.maxpool_forward(x, *win)
+        for f in (K.maxpool_forward, K.maxpool_forward_ref):
+            buf = np.full(arg.shape, -7, np.int32)
+            out2, arg2 = f(x, *win, buf)
+            assert arg2 is buf
+            np.testing.assert_array_equal(arg2, arg)
+            np.testing.assert_array_equal(out2, out)
+
+
 def test_maxpool_ties_send_gradient_to_one_input():
     x = np.zeros((1, 2, 2, 1), np.float64)  # all four inputs tie
     out, arg = K.maxpool_forward(x, 2, 2, 2, 2, 0, 0, 1, 1)

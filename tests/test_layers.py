@@ -109,6 +109,29 @@ def test_gradcheck_skips_relu_kinks_and_counts_them():
     assert report.checks[0].skipped == 2 and report.checks[0].checked == 3
 
 
+def test_gradcheck_skips_max_pool_ties_it_would_cross():
+    # two inputs 1e-9 apart in one window: any step moves the argmax, at every eps the checker tries
+    x = np.zeros((1, 2, 2, 1))
+    x[0, 0, 0, 0], x[0, 0, 1, 0] = 1.0, 1.0 - 1e-9
+    report = gradcheck.check_layer(MaxPooling2D(2), x=x)
+    assert report.checks[0].skipped == 2 and report.passed
+
+
+def test_layer_outputs_are_not_shared_between_calls():
+    for layer, shape in [(Activation("sigmoid"), (4,)), (Conv2D(2, 3, padding="same", activation="relu"), (5, 5, 3)),
+                         (MaxPooling2D(2), (4, 4, 2))]:
+        layer.build(shape)
+        rng = np.random.default_rng(0)
+        x1, x2 = rng.standard_normal((2, *shape)), rng.standard_normal((2, *shape))
+        y1 = layer.forward(x1.astype(np.float32))
+        g1 = layer.backward(np.ones_like(y1))
+        y1c, g1c = y1.copy(), g1.copy()
+        y2 = layer.forward(x2.astype(np.float32))
+        layer.backward(2 * np.ones_like(y2))
+        np.testing.assert_array_equal(y1, y1c)
+        np.testing.assert_array_equal(g1, g1c)
+
+
 def test_sigmoid_is_stable_at_extreme_inputs():
     import warnings
 

@@ -116,6 +116,17 @@ class Layer:
     def backward_linear(self, grad_z2: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
 
+    def workspace(self, name: str, shape: tuple[int, ...], dtype=None) -> np.ndarray:
+        """A scratch array of ``shape`` kept by the layer and reused from step to step (for internal
+        buffers such as im2col's patch matrix, never for outputs handed to the caller)."""
+        dtype = np.dtype(dtype or self.dtype)
+        size = int(np.prod(shape))
+        ws = self.__dict__.setdefault("_workspaces", {})
+        buf = ws.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = ws[name] = np.empty(size, dtype=dtype)
+        return buf[:size].reshape(shape)
+
     def _bias(self) -> np.ndarray:
         bias = self.params.get("bias")
         if bias is None:
@@ -143,7 +154,8 @@ class Layer:
             grad_out = grad_out + self.activity_regularizer.gradient(self._out)
         g2 = grad_out.reshape(self._out2.shape)
         if self.activation.code != 0:  # dL/dz = dL/da * act'(a), from the kept output a
-            g2 = elementwise.act_backward(g2, self._out2, self.activation.code, np.empty_like(g2))
+            dz = self.workspace("grad_z", g2.shape, g2.dtype)
+            g2 = elementwise.act_backward(g2, self._out2, self.activation.code, dz)
         return self._backward_z2(g2)
 
     def backward_logits(self, grad_z: np.ndarray) -> np.ndarray | None:
@@ -193,6 +205,7 @@ class Layer:
     def astype(self, dtype) -> None:
         """Cast weights and gradients to ``dtype`` (e.g. float64 for exact gradient checks)."""
         self.dtype = np.dtype(dtype)
+        self.__dict__.pop("_workspaces", None)
         self.params = {k: v.astype(self.dtype) for k, v in self.params.items()}
         self.grads = {k: v.astype(self.dtype) for k, v in self.grads.items()}
 

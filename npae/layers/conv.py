@@ -103,9 +103,11 @@ class Conv2D(Layer):
         if self.tap_mode:
             self._x = x  # (N, H, W, Cin)
             wt = self.params["kernel"].transpose(2, 0, 1, 3).reshape(cin, -1)  # (Cin, kh*kw*Cout)
-            y = (x.reshape(-1, cin) @ wt).reshape((*x.shape[:3], -1))  # (N, H, W, kh*kw*Cout)
-            return kernels.tap_sum(y, kh, kw, cout, 1, 1, pt, pl, ho, wo).reshape(-1, cout)
-        self._cols = kernels.im2col(x, *self._window())  # (N*Ho*Wo, K)
+            y = self.workspace("taps", (x.shape[0] * x.shape[1] * x.shape[2], wt.shape[1]), x.dtype)
+            np.matmul(x.reshape(-1, cin), wt, out=y)  # (N*H*W, kh*kw*Cout)
+            return kernels.tap_sum(y.reshape((*x.shape[:3], -1)), kh, kw, cout, 1, 1, pt, pl, ho, wo).reshape(-1, cout)
+        cols = self.workspace("cols", (x.shape[0] * ho * wo, kh * kw * cin), x.dtype)
+        self._cols = kernels.im2col(x, *self._window(), cols)  # (N*Ho*Wo, K), reused buffer
         return self._cols @ self.params["kernel"].reshape(-1, cout)  # (N*Ho*Wo, Cout)
 
     def backward_linear(self, g2):
@@ -116,7 +118,8 @@ class Conv2D(Layer):
         h, w, _ = self.input_shape
         if self.tap_mode:
             n = self._x.shape[0]
-            gcols = kernels.im2col(g2.reshape(n, ho, wo, cout), kh, kw, 1, 1, kh - 1 - pt, kw - 1 - pl, h, w)
+            gcols = self.workspace("grad_cols", (n * h * w, kh * kw * cout), g2.dtype)
+            kernels.im2col(g2.reshape(n, ho, wo, cout), kh, kw, 1, 1, kh - 1 - pt, kw - 1 - pl, h, w, gcols)
             dwt = (self._x.reshape(-1, cin).T @ gcols).reshape(cin, kh, kw, cout)  # (Cin, a', b', Cout)
             self.grads["kernel"][...] = dwt[:, ::-1, ::-1, :].transpose(1, 2, 0, 3)
             if not self.needs_input_grad:
@@ -127,7 +130,7 @@ class Conv2D(Layer):
         np.matmul(self._cols.T, g2, out=self.grads["kernel"].reshape(w2.shape))  # (K, Cout)
         if not self.needs_input_grad:
             return None
-        dcols = g2 @ w2.T  # (N*Ho*Wo, K)
+        dcols = np.matmul(g2, w2.T, out=self.workspace("grad_cols", self._cols.shape, g2.dtype))  # (N*Ho*Wo, K)
         return kernels.col2im(dcols, self._cols.shape[0] // (ho * wo), h, w, cin, *self._window())
 
     def get_config(self):

@@ -90,7 +90,8 @@ class Activation(Layer):
         return x.reshape(-1, x.shape[-1]).copy()  # (rows, last axis); the base applies the activation
 
     def backward_linear(self, grad_z):
-        return grad_z.reshape((-1, *self.input_shape))
+        # grad_z may live in this layer's reused workspace: hand the caller its own array
+        return grad_z.reshape((-1, *self.input_shape)).copy()
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation.name}

@@ -10,6 +10,8 @@ UpSampling2D: out[n, y, x, c] = in[n, y // sh, x // sw, c]; backward sums each s
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import kernels
 from .base import Layer, to_pair
 from .conv import check_padding, image_geometry
@@ -35,7 +37,8 @@ class MaxPooling2D(Layer):
     def forward(self, x, training=False):
         x = self._check_input(x)
         ho, wo, pt, pl = image_geometry(self, self.input_shape, self.pool_size, self.strides, self.padding)
-        out, self._argmax = kernels.maxpool_forward(x, *self.pool_size, *self.strides, pt, pl, ho, wo)
+        argmax = self.workspace("argmax", (x.shape[0], ho, wo, x.shape[3]), np.int32)  # reused buffer
+        out, self._argmax = kernels.maxpool_forward(x, *self.pool_size, *self.strides, pt, pl, ho, wo, argmax)
         return out
 
     def backward(self, grad_out):
