@@ -167,15 +167,19 @@ def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None):
             y0, y1 = max(i * sh - pt, 0), min(i * sh - pt + kh, h)  # the window's rows inside the image
             for j in range(wo):
                 x0, x1 = max(j * sw - pl, 0), min(j * sw - pl + kw, w)
+                # start from the first real pixel (padding is -inf and never wins), then scan the
+                # window with the channel loop innermost: contiguous, so it vectorises
                 for ch in range(c):
-                    best, arg = x[b, y0, x0, ch], y0 * w + x0  # padding is -inf: a real pixel always wins
-                    for y in range(y0, y1):
-                        for xx in range(x0, x1):
+                    out[b, i, j, ch] = x[b, y0, x0, ch]
+                    argmax[b, i, j, ch] = y0 * w + x0
+                for y in range(y0, y1):
+                    for xx in range(x0, x1):
+                        k = y * w + xx
+                        for ch in range(c):
                             v = x[b, y, xx, ch]
-                            if v > best:
-                                best, arg = v, y * w + xx
-                    out[b, i, j, ch] = best
-                    argmax[b, i, j, ch] = arg
+                            if v > out[b, i, j, ch]:
+                                out[b, i, j, ch] = v
+                                argmax[b, i, j, ch] = k
     return out, argmax
 
 
@@ -230,10 +234,12 @@ def upsample_forward(x, sh, sw):
     n, h, w, c = x.shape
     out = np.empty((n, h * sh, w * sw, c), dtype=x.dtype)
     for b in prange(n):
-        for y in range(h * sh):
-            for xx in range(w * sw):
-                for ch in range(c):
-                    out[b, y, xx, ch] = x[b, y // sh, xx // sw, ch]
+        for i in range(h):
+            for j in range(w):
+                for a in range(sh):
+                    for d in range(sw):
+                        for ch in range(c):
+                            out[b, i * sh + a, j * sw + d, ch] = x[b, i, j, ch]
     return out
 
 
@@ -248,10 +254,12 @@ def upsample_backward(grad, sh, sw):
     h, w = hh // sh, ww // sw
     dx = np.zeros((n, h, w, c), dtype=grad.dtype)
     for b in prange(n):
-        for y in range(hh):
-            for xx in range(ww):
-                for ch in range(c):
-                    dx[b, y // sh, xx // sw, ch] += grad[b, y, xx, ch]
+        for i in range(h):
+            for j in range(w):
+                for a in range(sh):
+                    for d in range(sw):
+                        for ch in range(c):
+                            dx[b, i, j, ch] += grad[b, i * sh + a, j * sw + d, ch]
     return dx
 
 
