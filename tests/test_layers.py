@@ -86,6 +86,15 @@ def test_shape_and_activation_layers_gradcheck(layer, shape):
     passes(layer, shape)
 
 
+def test_npae_gradcheck_is_callable_and_a_module():
+    import npae
+
+    report = npae.gradcheck(Dense(2, activation="sigmoid"), input_shape=(3,))
+    assert report.passed and "dense" in report.table() and "worst rel err" in report.table()
+    assert npae.gradcheck.check_layer is gradcheck.check_layer
+    assert npae.gradcheck("mse", np.full((2, 2), 0.3), np.zeros((2, 2))).passed
+
+
 def test_gradcheck_detects_a_wrong_backward():
     class BadDense(Dense):
         def backward_linear(self, grad_z):
