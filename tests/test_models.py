@@ -118,6 +118,21 @@ def test_same_seed_gives_bit_identical_training():
         np.testing.assert_array_equal(a, b)
 
 
+def test_set_random_seed_reproduces_a_functional_model():
+    def build():
+        npae.set_random_seed(123)
+        x = Input(shape=(6,))
+        return Model(x, Dense(3, activation="sigmoid")(Dense(4, activation="relu")(x)))
+
+    a, b = build(), build()
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    npae.set_random_seed(124)
+    x = Input(shape=(6,))
+    c = Model(x, Dense(3)(Dense(4)(x)))
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+
+
 def test_get_set_weights_in_keras_order():
     ae, _, _ = autoencoders.vanilla(seed=0)
     shapes = [w.shape for w in ae.get_weights()]
