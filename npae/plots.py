@@ -29,7 +29,8 @@ def plot_history(history: dict[str, list[float]], path, title: str = "") -> str:
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, label in (("loss", "train"), ("val_loss", "validation")):
         if history.get(key):
-            ax.plot(range(1, len(history[key]) + 1), history[key], marker="o", label=label)
+            marker = "o" if len(history[key]) <= 30 else None  # markers clutter long runs
+            ax.plot(range(1, len(history[key]) + 1), history[key], marker=marker, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.set_title(title or "loss per epoch")

@@ -160,6 +160,18 @@ def test_save_load_round_trip_and_resume(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        ae, _, _ = autoencoders.vanilla(encoding_dim=4, input_dim=6, seed=0)
+        ae.save(tmp_path / "m.npz")
+        assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)
+
+
 def test_sequential_save_load(tmp_path):
     s = Sequential([Input(shape=(5,)), Dense(3, activation="relu", activity_regularizer=regularizers.l1(0.01)),
                     Dense(5, activation="sigmoid")])
