@@ -1,6 +1,5 @@
-"""Element-wise activations: forward from the pre-activation z, backward from the output a.
-
-Each activation's derivative is written in terms of its output, so a layer need only keep ``a``:
+"""Element-wise activations. Each derivative is written in terms of the output, so a layer need only
+keep ``a`` (the fused kernels in :mod:`npae.elementwise` compute both directions):
 
     relu:    a = max(z, 0)            da/dz = 1[a > 0]
     sigmoid: a = 1 / (1 + exp(-z))    da/dz = a (1 - a)
@@ -11,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Activation", "get", "sigmoid", "relu", "linear", "ACTIVATIONS"]
+__all__ = ["Activation", "ReLU", "Sigmoid", "get", "sigmoid", "ACTIVATIONS"]
 
 
 def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -25,18 +24,15 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 class Activation:
-    """An element-wise activation. ``name`` is 'relu', 'sigmoid' or 'linear'."""
+    """An element-wise activation, by name: 'relu', 'sigmoid' or 'linear'.
+
+    The arithmetic lives in the fused kernels of :mod:`npae.elementwise` (``bias_act_forward``,
+    ``act_backward`` and their NumPy twins), selected by ``code``; this object names the activation
+    and, for gradient checks, says where its derivative jumps.
+    """
 
     name = "linear"
     code = 0  # the activation's code for the fused kernels in npae.elementwise
-
-    def forward(self, z: np.ndarray, inplace: bool = False) -> np.ndarray:
-        """a = f(z), shape of z. With ``inplace`` the result may overwrite z."""
-        return z if inplace else z.copy()
-
-    def backward(self, grad_a: np.ndarray, a: np.ndarray) -> np.ndarray:
-        """dL/dz = dL/da * f'(z), with f' written in terms of the output a."""
-        return grad_a
 
     def kink_state(self, a: np.ndarray) -> np.ndarray | None:
         """Where the derivative is discontinuous, a mask that changes when a kink is crossed."""
@@ -50,12 +46,6 @@ class ReLU(Activation):
     name = "relu"
     code = 1
 
-    def forward(self, z, inplace=False):
-        return np.maximum(z, 0, out=z if inplace else None)
-
-    def backward(self, grad_a, a):
-        return np.where(a > 0, grad_a, np.zeros((), dtype=grad_a.dtype))
-
     def kink_state(self, a):
         return a > 0
 
@@ -63,12 +53,6 @@ class ReLU(Activation):
 class Sigmoid(Activation):
     name = "sigmoid"
     code = 2
-
-    def forward(self, z, inplace=False):
-        return sigmoid(z, out=z if inplace else None)
-
-    def backward(self, grad_a, a):
-        return grad_a * a * (1 - a)
 
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "linear": Activation}
@@ -83,6 +67,3 @@ def get(identifier: str | Activation | None) -> Activation:
     if isinstance(identifier, str) and identifier in ACTIVATIONS:
         return ACTIVATIONS[identifier]()
     raise ValueError(f"unknown activation {identifier!r}: expected one of {sorted(ACTIVATIONS)} or None")
-
-
-relu, linear = ReLU(), Activation()
