@@ -28,7 +28,7 @@ __all__ = [
     "im2col", "im2col_ref", "col2im", "col2im_ref",
     "maxpool_forward", "maxpool_forward_ref", "maxpool_backward", "maxpool_backward_ref",
     "upsample_forward", "upsample_forward_ref", "upsample_backward", "upsample_backward_ref",
-    "tap_sum", "tap_sum_ref",
+    "conv2d_s1", "conv2d_s1_ref", "conv2d_s1_kernel_grad", "conv2d_s1_kernel_grad_ref",
 ]
 
 # Numba's OpenMP threads and OpenBLAS's threads both spin-wait; on 2 cores they steal each other's
@@ -205,14 +205,16 @@ def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None):
 @_jit
 def maxpool_backward(grad, argmax, h, w):
     n, ho, wo, c = grad.shape
-    dx = np.zeros((n, h, w, c), dtype=grad.dtype)
+    dx = np.empty((n, h * w, c), dtype=grad.dtype)
     for b in prange(n):  # overlapping windows may share a winner: per-image threads, no race
+        dxb = dx[b]  # (h*w, C): argmax is already the flat pixel index, no division needed
+        dxb[...] = 0
         for i in range(ho):
             for j in range(wo):
+                g, k = grad[b, i, j], argmax[b, i, j]
                 for ch in range(c):
-                    k = argmax[b, i, j, ch]
-                    dx[b, k // w, k % w, ch] += grad[b, i, j, ch]
-    return dx
+                    dxb[k[ch], ch] += g[ch]
+    return dx.reshape(n, h, w, c)
 
 
 def maxpool_backward_ref(grad, argmax, h, w):
@@ -270,39 +272,104 @@ def upsample_backward_ref(grad, sh, sw):
 
 
 # ----------------------------------------------------------------------------------------------
-# tap_sum: the second half of a convolution computed tap by tap. Given per-pixel tap products
-# Y[n, y, x, (di, dj, o)] = sum_c x[n, y, x, c] * w[di, dj, c, o], the output is
-# z[n, i, j, o] = sum_{di, dj} Y[n, i*sh - pt + di, j*sw - pl + dj, (di, dj, o)] (zero outside).
+# Direct stride-1 convolution on zero-padded planes, for layers with few channels, where im2col's
+# patch matrix (kh*kw times the input) costs more memory traffic than the arithmetic it feeds:
+#
+#   z[n, i, j, o] = sum_{di, dj, c} x[n, i - pt + di, j - pl + dj, c] * w[di, dj, c, o]
+#
+# Per image, each channel becomes one flat zero-padded plane xs[c] of rows of width wp = wo + kw - 1
+# (the image starts at row pt, column pl). An output plane uses the same row width, so output
+# (i, j) sits at q = i*wp + j and its tap (di, dj) reads xs[c][q + di*wp + dj]: every tap is one
+# long contiguous axpy  zs[o][:] += w[di, dj, c, o] * xs[c][off:off + ho*wp]  that vectorises. The
+# kw - 1 extra columns per output row are junk and dropped when writing back to channels-last.
+# (Loops index slices from 0 upward: a computed, possibly negative index costs Numba a
+# wrap-around check per element, which stops vectorisation; measured 10x slower.)
 # ----------------------------------------------------------------------------------------------
-@_jit
-def tap_sum(y, kh, kw, cout, sh, sw, pt, pl, ho, wo):
-    n, h, w, _ = y.shape
-    z = np.zeros((n, ho, wo, cout), dtype=y.dtype)
+@numba.njit(cache=True)
+def _planes(xb, pt, pl, hp, wp):
+    """(H, W, C) -> (C, hp*wp) zero-padded planes with the image at row pt, column pl. Pixels
+    that no output reads (past the last row or column of planes) are left out."""
+    h, w, c = xb.shape
+    xs = np.zeros((c, hp * wp), dtype=xb.dtype)
+    for y in range(min(h, hp - pt)):
+        for xx in range(min(w, wp - pl)):
+            q = (y + pt) * wp + xx + pl
+            for ch in range(c):
+                xs[ch, q] = xb[y, xx, ch]
+    return xs
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def conv2d_s1(x, w, pt, pl, ho, wo, out):
+    """Stride-1 convolution of x (N, H, W, Cin) with w (kh, kw, Cin, Cout), padding pt above and
+    pl left (the rest of the padding follows from ho, wo); fills and returns out (N, ho, wo, Cout)."""
+    n, _, _, cin = x.shape
+    kh, kw, _, cout = w.shape
+    wp, m = wo + kw - 1, ho * (wo + kw - 1)
     for b in prange(n):
-        for i in range(ho):
-            for di in range(kh):
-                yy = i * sh - pt + di
-                if yy < 0 or yy >= h:
-                    continue
-                for j in range(wo):
+        xs = _planes(x[b], pt, pl, ho + kh, wp)  # one spare row: junk columns read past the end
+        zs = np.zeros((cout, m), dtype=out.dtype)
+        for o in range(cout):
+            zo = zs[o]
+            for c in range(cin):
+                for di in range(kh):
                     for dj in range(kw):
-                        xx = j * sw - pl + dj
-                        if xx < 0 or xx >= w:
-                            continue
-                        base = (di * kw + dj) * cout
-                        for o in range(cout):
-                            z[b, i, j, o] += y[b, yy, xx, base + o]
-    return z
+                        wv = w[di, dj, c, o]
+                        xo = xs[c, di * wp + dj:di * wp + dj + m]
+                        for q in range(m):
+                            zo[q] += wv * xo[q]
+        for i in range(ho):
+            for j in range(wo):
+                for o in range(cout):
+                    out[b, i, j, o] = zs[o, i * wp + j]
+    return out
 
 
-def tap_sum_ref(y, kh, kw, cout, sh, sw, pt, pl, ho, wo):
-    """NumPy twin of :func:`tap_sum`: pad, then add one strided slice per tap."""
-    n, h, w, _ = y.shape
-    pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
-    yp = np.pad(y, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    z = np.zeros((n, ho, wo, cout), dtype=y.dtype)
-    for di in range(kh):
-        for dj in range(kw):
-            base = (di * kw + dj) * cout
-            z += yp[:, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw, base:base + cout]
-    return z
+def conv2d_s1_ref(x, w, pt, pl, ho, wo, out):
+    """NumPy twin of :func:`conv2d_s1`: im2col, then one GEMM. ``out`` (N, ho, wo, Cout) is filled
+    and returned (both versions)."""
+    kh, kw, cin, cout = w.shape
+    out[...] = (im2col_ref(x, kh, kw, 1, 1, pt, pl, ho, wo) @ w.reshape(-1, cout)).reshape(out.shape)
+    return out
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks):
+    n, _, _, cin = x.shape
+    _, ho, wo, cout = g.shape
+    kh, kw = dw.shape[0], dw.shape[1]
+    wp, m = wo + kw - 1, ho * (wo + kw - 1)
+    part = np.zeros((chunks, kh, kw, cin, cout), dtype=dw.dtype)
+    for t in prange(chunks):  # each chunk of images sums into its own copy of dW: no races
+        p = part[t]
+        for b in range(t * n // chunks, (t + 1) * n // chunks):
+            xs = _planes(x[b], pt, pl, ho + kh, wp)
+            gs = _planes(g[b], 0, 0, ho, wp)  # the junk columns stay zero, so they add nothing
+            for o in range(cout):
+                go = gs[o]
+                for c in range(cin):
+                    for di in range(kh):
+                        for dj in range(kw):
+                            xo = xs[c, di * wp + dj:di * wp + dj + m]
+                            s = dw.dtype.type(0)
+                            for q in range(m):
+                                s += go[q] * xo[q]
+                            p[di, dj, c, o] += s
+    dw[...] = part[0]
+    for t in range(1, chunks):
+        dw += part[t]
+    return dw
+
+
+def conv2d_s1_kernel_grad(x, g, pt, pl, dw):
+    """dw[di, dj, c, o] = sum_{n, i, j} x[n, i - pt + di, j - pl + dj, c] * g[n, i, j, o]: the kernel
+    gradient of :func:`conv2d_s1` for the output gradient g (N, ho, wo, Cout); fills ``dw``."""
+    return _conv2d_s1_kernel_grad(x, g, pt, pl, dw, max(1, min(numba.get_num_threads(), x.shape[0])))
+
+
+def conv2d_s1_kernel_grad_ref(x, g, pt, pl, dw):
+    """NumPy twin of :func:`conv2d_s1_kernel_grad`: P^T G with P from im2col."""
+    kh, kw, cin, cout = dw.shape
+    _, ho, wo, _ = g.shape
+    dw[...] = (im2col_ref(x, kh, kw, 1, 1, pt, pl, ho, wo).T @ g.reshape(-1, cout)).reshape(dw.shape)
+    return dw

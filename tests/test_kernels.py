@@ -107,13 +107,32 @@ def test_col2im_loses_no_update_with_overlapping_windows():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_tap_sum_matches_twin(dtype):
+def test_direct_conv_matches_twins_and_its_adjoints(dtype):
+    # conv2d_s1 (forward), the same kernel on the flipped weights (input gradient) and
+    # conv2d_s1_kernel_grad (weight gradient) agree with im2col + GEMM, and are adjoints:
+    # <conv(x, w), g> = <x, conv(g, w_flipped)> = <w, kernel_grad(x, g)>
     rng = np.random.default_rng(4)
-    for shape, (kh, kw, sh, sw, pt, pl, ho, wo) in random_windows(rng):
-        cout = int(rng.integers(1, 3))
-        y = rng.standard_normal((*shape[:3], kh * kw * cout)).astype(dtype)
-        np.testing.assert_allclose(K.tap_sum(y, kh, kw, cout, sh, sw, pt, pl, ho, wo),
-                                   K.tap_sum_ref(y, kh, kw, cout, sh, sw, pt, pl, ho, wo), rtol=1e-5, atol=1e-6)
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-12}
+    for shape, (kh, kw, _, _, _, _, _, _) in random_windows(rng, 16):
+        n, h, w, cin = shape
+        padding = str(rng.choice(["valid", "same"])) if h >= kh and w >= kw else "same"
+        ho, pt, _ = K.window_geometry(h, kh, 1, padding)
+        wo, pl, _ = K.window_geometry(w, kw, 1, padding)
+        cout = int(rng.integers(1, 5))
+        x = rng.standard_normal(shape).astype(dtype)
+        wt = rng.standard_normal((kh, kw, cin, cout)).astype(dtype)
+        g = rng.standard_normal((n, ho, wo, cout)).astype(dtype)
+        where = f"shape {shape} kernel {wt.shape} padding {padding}"
+        z = K.conv2d_s1(x, wt, pt, pl, ho, wo, np.empty((n, ho, wo, cout), dtype))
+        np.testing.assert_allclose(z, K.conv2d_s1_ref(x, wt, pt, pl, ho, wo, np.empty_like(z)), **tol, err_msg=where)
+        w_flip = np.ascontiguousarray(wt[::-1, ::-1].transpose(0, 1, 3, 2))
+        dx = K.conv2d_s1(g, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, np.empty_like(x))
+        dw = K.conv2d_s1_kernel_grad(x, g, pt, pl, np.empty_like(wt))
+        np.testing.assert_allclose(dw, K.conv2d_s1_kernel_grad_ref(x, g, pt, pl, np.empty_like(wt)), **tol,
+                                   err_msg=where)
+        zg = np.sum(z * g, dtype=np.float64)
+        assert np.isclose(zg, np.sum(x * dx, dtype=np.float64), rtol=1e-4), where
+        assert np.isclose(zg, np.sum(wt * dw, dtype=np.float64), rtol=1e-4), where
 
 
 def test_window_geometry_rules():

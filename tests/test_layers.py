@@ -51,13 +51,32 @@ def test_conv2d_gradcheck_random_configs():
 
 @pytest.mark.parametrize("cin,cout,kernel,padding", [
     (4, 1, 3, "same"), (3, 2, 3, "valid"), (5, 2, (2, 4), "same"), (6, 3, (3, 2), "same"), (16, 1, 3, "same"),
+    (1, 4, 3, "same"), (1, 3, (2, 3), "valid"),
 ])
-def test_conv2d_tap_mode_gradcheck(cin, cout, kernel, padding):
-    # stride 1 with fewer output than input channels: per-tap GEMMs instead of a patch matrix
+def test_conv2d_direct_mode_gradcheck(cin, cout, kernel, padding):
+    # stride 1 with one input channel or fewer outputs than inputs: no patch matrix (kernels.conv2d_s1)
     layer = Conv2D(cout, kernel, padding=padding, activation="relu")
     layer.build((6, 7, cin))
-    assert layer.tap_mode
+    assert layer.direct_mode
     passes(layer, (6, 7, cin))
+
+
+def test_conv2d_modes_agree(monkeypatch):
+    # the same weights through direct mode and through im2col + GEMM give the same output and gradients
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 9, 8, 5))
+    g = rng.standard_normal((3, 9, 8, 2))
+    results = []
+    for direct in (True, False):
+        layer = Conv2D(2, 3, padding="same", activation="relu", dtype=np.float64)
+        layer.build(x.shape[1:], np.random.default_rng(0))
+        layer.params["bias"][:] = 0.1
+        assert layer.direct_mode
+        if not direct:
+            monkeypatch.setattr(Conv2D, "direct_mode", property(lambda self: False))
+        results.append((layer.forward(x, True), layer.backward(g), layer.grads["kernel"].copy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_conv2d_same_with_uneven_padding_gradcheck():

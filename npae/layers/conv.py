@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, as in Keras), channels-last, as im2col + one GEMM.
+"""2-D convolution (cross-correlation, as in Keras), channels-last: im2col + one GEMM, or direct.
 
 Shapes: x (N, H, W, Cin), kernel (kh, kw, Cin, Cout), bias (Cout,), z and a (N, Ho, Wo, Cout).
 With K = kh*kw*Cin, im2col turns x into the patch matrix P (N*Ho*Wo, K) whose column order
@@ -13,15 +13,14 @@ without any transpose:
 Output size per axis (see ``kernels.window_geometry``): 'valid' floor((n - k) / s) + 1,
 'same' ceil(n / s) with TensorFlow's padding (odd pixel at the bottom/right).
 
-"Tap" mode, for stride 1 with fewer output than input channels (the tutorial's last conv has one):
-the patch matrix P has K = kh*kw*Cin columns, but the same products can be formed per tap with
-kh*kw*Cout columns, without ever building P:
+"Direct" mode, for stride 1 with one input channel or fewer output than input channels (the
+tutorial's first and last convolutions, and its 16 -> 8 one): no patch matrix at all. ``kernels.conv2d_s1`` runs the
+convolution on zero-padded planes, and the backward pass is two more such sums:
 
-    forward:  Y = x (N*H*W, Cin) @ Wt (Cin, kh*kw*Cout);  z = tap_sum(Y)   (shifted sum of the taps)
-    backward: G = im2col of g with the flipped geometry   (N*H*W, kh*kw*Cout), G[(n,y,x),(a',b',o)] =
-              g[n, y + pt - a, x + pl - b, o] with a = kh-1-a', b = kw-1-b' (zero outside), so
-              dx = G @ W_flipped  (W_flipped[(a',b',o), c] = kernel[a, b, c, o])
-              dW[a, b, c, o] = (x^T G)[c, (a', b', o)]
+    dW[a, b, c, o] = sum over (n, i, j) of x[n, i - pt + a, j - pl + b, c] g[n, i, j, o]
+    dx = conv2d_s1(g, W_flipped) with padding (kh-1-pt, kw-1-pl),
+         W_flipped[a', b', o, c] = kernel[kh-1-a', kw-1-b', c, o]   (the adjoint of a correlation
+         is a correlation with the kernel turned 180 degrees and its channel axes swapped)
 """
 
 from __future__ import annotations
@@ -93,19 +92,19 @@ class Conv2D(Layer):
         return (*self.kernel_size, *self.strides, pt, pl, ho, wo)
 
     @property
-    def tap_mode(self) -> bool:
-        """Stride 1 and fewer output than input channels: work per tap (see the module docstring)."""
-        return self.strides == (1, 1) and self.filters < self.input_shape[2]
+    def direct_mode(self) -> bool:
+        """Stride 1 with one input channel or fewer outputs than inputs: ``kernels.conv2d_s1`` (no
+        patch matrix). Measured per layer on the tutorial's shapes; elsewhere im2col + GEMM wins."""
+        cin = self.input_shape[2]
+        return self.strides == (1, 1) and (cin == 1 or self.filters < cin)
 
     def forward_linear(self, x, training):
         kh, kw, cin, cout = self.params["kernel"].shape
         ho, wo, pt, pl = self._geom
-        if self.tap_mode:
+        if self.direct_mode:
             self._x = x  # (N, H, W, Cin)
-            wt = self.params["kernel"].transpose(2, 0, 1, 3).reshape(cin, -1)  # (Cin, kh*kw*Cout)
-            y = self.workspace("taps", (x.shape[0] * x.shape[1] * x.shape[2], wt.shape[1]), x.dtype)
-            np.matmul(x.reshape(-1, cin), wt, out=y)  # (N*H*W, kh*kw*Cout)
-            return kernels.tap_sum(y.reshape((*x.shape[:3], -1)), kh, kw, cout, 1, 1, pt, pl, ho, wo).reshape(-1, cout)
+            z = np.empty((x.shape[0], ho, wo, cout), dtype=x.dtype)
+            return kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z).reshape(-1, cout)
         cols = self.workspace("cols", (x.shape[0] * ho * wo, kh * kw * cin), x.dtype)
         self._cols = kernels.im2col(x, *self._window(), cols)  # (N*Ho*Wo, K), reused buffer
         return self._cols @ self.params["kernel"].reshape(-1, cout)  # (N*Ho*Wo, Cout)
@@ -116,16 +115,15 @@ class Conv2D(Layer):
         kh, kw, cin, cout = kernel.shape
         ho, wo, pt, pl = self._geom
         h, w, _ = self.input_shape
-        if self.tap_mode:
+        if self.direct_mode:
             n = self._x.shape[0]
-            gcols = self.workspace("grad_cols", (n * h * w, kh * kw * cout), g2.dtype)
-            kernels.im2col(g2.reshape(n, ho, wo, cout), kh, kw, 1, 1, kh - 1 - pt, kw - 1 - pl, h, w, gcols)
-            dwt = (self._x.reshape(-1, cin).T @ gcols).reshape(cin, kh, kw, cout)  # (Cin, a', b', Cout)
-            self.grads["kernel"][...] = dwt[:, ::-1, ::-1, :].transpose(1, 2, 0, 3)
+            g4 = g2.reshape(n, ho, wo, cout)
+            kernels.conv2d_s1_kernel_grad(self._x, g4, pt, pl, self.grads["kernel"])
             if not self.needs_input_grad:
                 return None
-            w_flip = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, cin)  # (kh*kw*Cout, Cin)
-            return (gcols @ w_flip).reshape(n, h, w, cin)
+            w_flip = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, Cout, Cin)
+            dx = np.empty((n, h, w, cin), dtype=g2.dtype)
+            return kernels.conv2d_s1(g4, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx)
         w2 = kernel.reshape(-1, cout)
         np.matmul(self._cols.T, g2, out=self.grads["kernel"].reshape(w2.shape))  # (K, Cout)
         if not self.needs_input_grad:
