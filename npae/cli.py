@@ -17,6 +17,8 @@ import os
 import sys
 import time
 
+from .callbacks import Callback
+
 __all__ = ["main"]
 
 MODELS = ("vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising")
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=_positive, help="train on the first N training images only")
     t.add_argument("--out", default=None, help="output folder (default runs/MODEL)")
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from OUT/checkpoint.npz (saved after every epoch)")
     g = sub.add_parser("gradcheck", help="float64 finite-difference check of a whole model")
     g.add_argument("model", choices=MODELS)
     g.add_argument("--full", action="store_true", help="every element instead of random projections")
@@ -117,11 +121,17 @@ def cmd_train(args) -> int:
     inputs_train, inputs_test = x_train, x_test
     if args.model == "denoising":
         inputs_train, inputs_test = add_noise(x_train, seed=args.seed), add_noise(x_test, seed=args.seed + 1)
+    done, before, past = _resume(args, ae, out, settings) if args.resume else (0, 0.0, {})
     start = time.perf_counter()
     history = ae.fit(inputs_train, x_train, epochs=settings["epochs"], batch_size=settings["batch_size"],
                      validation_data=(inputs_test, x_test), seed=args.seed, verbose=args.verbose,
-                     callbacks=[CSVLogger(os.path.join(out, "history.csv"))])
-    took = time.perf_counter() - start
+                     initial_epoch=done,
+                     callbacks=[CSVLogger(os.path.join(out, "history.csv"), append=args.resume),
+                                _Checkpoint(out, settings, args, before, start)])
+    took = before + time.perf_counter() - start
+    for key, values in history.history.items():  # the epochs of earlier runs first
+        history.history[key] = past.get(key, []) + values
+    history.epoch = list(range(done)) + history.epoch
     ae.save(os.path.join(out, "model.npz"))
     rows, labels = [x_test, ae.predict(inputs_test[:10])], ["original", "reconstructed"]
     if args.model == "denoising":
@@ -146,6 +156,61 @@ def cmd_train(args) -> int:
     final = ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items())
     print(f"trained {args.model} for {len(history.epoch)} epochs in {took:.1f}s ({final}); wrote {out}/")
     return 0
+
+
+class _Checkpoint(Callback):
+    """After every epoch: OUT/checkpoint.npz (model and optimizer state) and OUT/progress.json (the
+    epochs done, the seconds spent, the settings), both written atomically, for ``--resume``."""
+
+    def __init__(self, out, settings, args, before, start):
+        self.out, self.before, self.start = out, before, start
+        self.run = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "limit": args.limit,
+                    **settings}
+
+    def on_epoch_end(self, epoch, logs=None):
+        from .io import atomic_write
+
+        self.model.save(os.path.join(self.out, "checkpoint.npz"))
+        progress = {"epochs_done": epoch + 1, "seconds": self.before + time.perf_counter() - self.start,
+                    "run": self.run}
+        atomic_write(os.path.join(self.out, "progress.json"), lambda f: f.write(json.dumps(progress).encode()))
+
+
+def _resume(args, ae, out, settings):
+    """Load OUT's checkpoint into ``ae``; returns (epochs done, seconds spent, history so far)."""
+    import csv
+
+    from .io import ModelFileError
+
+    try:
+        with open(os.path.join(out, "progress.json")) as f:
+            progress = json.load(f)
+        with open(os.path.join(out, "history.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--resume: no readable checkpoint in {out}/ ({err})") from None
+    run = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "limit": args.limit, **settings}
+    saved = {k: v for k, v in progress.get("run", {}).items() if k != "epochs"}
+    now = {k: v for k, v in run.items() if k != "epochs"}
+    if saved != now:
+        diff = ", ".join(f"{k}: {saved.get(k)!r} vs {now.get(k)!r}" for k in sorted(set(saved) | set(now))
+                         if saved.get(k) != now.get(k))
+        raise UsageError(f"--resume: {out}/ holds a run with other settings (saved vs now: {diff})")
+    done = int(progress["epochs_done"])
+    if len(rows) < done:
+        raise UsageError(f"--resume: {out}/history.csv has {len(rows)} epochs, the checkpoint {done}")
+    try:
+        ae.load_weights(os.path.join(out, "checkpoint.npz"))
+    except ModelFileError as err:
+        raise UsageError(f"--resume: {err}") from None
+    rows = rows[:done]
+    with open(os.path.join(out, "history.csv"), "w", newline="") as f:  # drop rows past the checkpoint
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
+    past = {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {}) if k != "epoch"}
+    print(f"resuming {args.model} at epoch {done + 1} of {settings['epochs']} from {out}/checkpoint.npz")
+    return done, float(progress["seconds"]), past
 
 
 def cmd_gradcheck(args) -> int:

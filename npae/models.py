@@ -13,6 +13,7 @@ One batch through ``fit`` (shapes for the 784-64-784 autoencoder, batch N = 256)
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import threading
@@ -193,14 +194,20 @@ class Model:
         Each epoch logs ``loss`` (the sample-weighted mean of the batch losses, penalties
         included) and, with ``validation_data=(xv, yv)``, ``val_loss``. A non-finite loss stops
         training before its batch is applied; Ctrl-C stops after the current batch.
+        ``initial_epoch`` (Keras's meaning): run epochs ``initial_epoch .. epochs - 1``, e.g. to
+        resume after :meth:`load_weights`; with a ``seed`` the resumed run is the same as an
+        uninterrupted one.
         """
         self._require_compiled()
+        _check_positive_int(initial_epoch, "initial_epoch", allow_zero=True)
         x, y = self._check_data(x, y)
         if validation_data is not None:
             validation_data = self._check_data(*validation_data)
         _check_positive_int(batch_size, "batch_size")
         _check_positive_int(epochs, "epochs", allow_zero=True)
-        rng = np.random.default_rng(seed) if seed is not None else npae_random.get_generator()
+        # with a seed, epoch e shuffles with its own generator seeded (seed, e): a run resumed at
+        # initial_epoch=e sees the same batches as one that never stopped
+        rng = npae_random.get_generator()
         n, steps = len(x), math.ceil(len(x) / batch_size)
         callbacks = cbks.CallbackList(callbacks, model=self, verbose=verbose, epochs=epochs, steps=steps)
         xbuf = np.empty((min(batch_size, n), *x.shape[1:]), dtype=self.dtype)  # reused every batch
@@ -210,6 +217,8 @@ class Model:
         callbacks.on_train_begin()
         with _StopOnInterrupt() as interrupt:
             for epoch in range(initial_epoch, epochs):
+                if seed is not None:
+                    rng = np.random.default_rng([seed, epoch])
                 order = rng.permutation(n) if shuffle else np.arange(n)
                 callbacks.on_epoch_begin(epoch)
                 total, seen = 0.0, 0
@@ -286,6 +295,28 @@ class Model:
         from .io import save_model
 
         save_model(self, path)
+
+    def load_weights(self, path) -> None:
+        """Copy the weights (and, when both models use the same optimizer, its state and step
+        count) from a model file written by :meth:`save` into this model, which must have the same
+        layers in the same order. Used to resume training; errors name what differs."""
+        from .io import ModelFileError, load_model
+
+        other = load_model(path)
+        mine = [(type(layer).__name__, {k: v.shape for k, v in layer.params.items()}) for layer in self._layers]
+        theirs = [(type(layer).__name__, {k: v.shape for k, v in layer.params.items()}) for layer in other._layers]
+        if mine != theirs:
+            raise ModelFileError(f"{os.fspath(path)!r} holds a different architecture: expected layers {mine}, "
+                                 f"got {theirs}")
+        self.set_weights(other.get_weights())
+        opt, saved = self.optimizer, other.optimizer
+        if opt is not None and saved is not None and opt.get_config() == saved.get_config():
+            opt.iterations = saved.iterations
+            saved_state = saved.state
+            # optimizer state is keyed "<layer name>/<param>"; layer names may differ between
+            # processes, so match parameters by position
+            opt.state = {key: {s: a.copy() for s, a in saved_state[old].items()}
+                         for key, old in zip(self.parameters(), other.parameters()) if old in saved_state}
 
 
 class Sequential(Model):

@@ -52,6 +52,38 @@ def test_train_writes_model_history_figures_and_summary(model, data_env, tmp_pat
     assert is_png(tmp_path / "pred" / "reconstructions.png")
 
 
+def test_resume_continues_an_interrupted_run_exactly(data_env, tmp_path, capsys):
+    # 3 epochs straight vs 1 epoch, then --resume to 3: same history, same weights
+    common = ["--dataset", "fashion-mnist", "--limit", "384", "--batch-size", "128", "--verbose", "0"]
+    assert cli.main(["train", "vanilla", "--epochs", "3", "--out", str(tmp_path / "a"), *common]) == 0
+    assert cli.main(["train", "vanilla", "--epochs", "1", "--out", str(tmp_path / "b"), *common]) == 0
+    progress = json.loads((tmp_path / "b" / "progress.json").read_text())
+    assert progress["epochs_done"] == 1 and (tmp_path / "b" / "checkpoint.npz").is_file()
+    assert cli.main(["train", "vanilla", "--epochs", "3", "--out", str(tmp_path / "b"), "--resume", *common]) == 0
+    assert "resuming vanilla at epoch 2 of 3" in capsys.readouterr().out
+    a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab")
+    assert b["epochs_run"] == 3 and b["history"] == a["history"]
+    assert list(csv.DictReader(open(tmp_path / "a" / "history.csv"))) == \
+        list(csv.DictReader(open(tmp_path / "b" / "history.csv")))
+    wa, wb = (np.load(tmp_path / d / "model.npz") for d in "ab")
+    for key in wa.files:
+        if key.startswith(("weight_", "opt_")):
+            np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
+
+
+def test_resume_refuses_other_settings_or_a_missing_checkpoint(data_env, tmp_path, capsys):
+    common = ["--dataset", "fashion-mnist", "--limit", "256", "--batch-size", "128", "--verbose", "0"]
+    assert cli.main(["train", "vanilla", "--epochs", "1", "--out", str(tmp_path / "a"), *common]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "vanilla", "--epochs", "2", "--out", str(tmp_path / "a"), "--resume", "--seed", "1",
+                     *common]) == 2
+    assert "other settings (saved vs now: seed: 0 vs 1)" in capsys.readouterr().err
+    assert cli.main(["train", "sparse", "--epochs", "2", "--out", str(tmp_path / "a"), "--resume", *common]) == 2
+    assert "model: 'vanilla' vs 'sparse'" in capsys.readouterr().err
+    assert cli.main(["train", "vanilla", "--epochs", "2", "--out", str(tmp_path / "none"), "--resume", *common]) == 2
+    assert "no readable checkpoint" in capsys.readouterr().err
+
+
 def test_denoising_figure_has_three_rows(data_env, tmp_path):
     import matplotlib.image as mpimg
 

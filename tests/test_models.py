@@ -160,6 +160,25 @@ def test_save_load_round_trip_and_resume(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_load_weights_resumes_into_a_fresh_model_and_checks_the_architecture(tmp_path):
+    ae, _, _ = autoencoders.vanilla(encoding_dim=4, input_dim=6, seed=0)
+    x = np.random.default_rng(0).random((32, 6)).astype(np.float32)
+    ae.fit(x, x, epochs=2, batch_size=8, verbose=0, seed=3)
+    ae.save(tmp_path / "m.npz")
+    ae.fit(x, x, epochs=4, batch_size=8, verbose=0, seed=3, initial_epoch=2)
+    fresh, _, _ = autoencoders.vanilla(encoding_dim=4, input_dim=6, seed=1)  # other weights, other layer names
+    fresh.load_weights(tmp_path / "m.npz")
+    assert fresh.optimizer.iterations == 8
+    fresh.fit(x, x, epochs=4, batch_size=8, verbose=0, seed=3, initial_epoch=2)
+    for a, b in zip(ae.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    other, _, _ = autoencoders.vanilla(encoding_dim=5, input_dim=6, seed=0)
+    with pytest.raises(ModelFileError, match="different architecture: expected layers"):
+        other.load_weights(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="initial_epoch"):
+        ae.fit(x, x, epochs=1, verbose=0, initial_epoch=-1)
+
+
 def test_saved_files_get_the_usual_permissions(tmp_path):
     import os
 
