@@ -2,6 +2,7 @@
 forward and backward passes, and the six classic MNIST autoencoders built on it."""
 
 from . import (
+           _threads,  # noqa: F401  (first: it sets OpenBLAS's thread timeout before NumPy loads)
            activations,
            callbacks,
            datasets,

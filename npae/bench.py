@@ -236,7 +236,9 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
 
 
 _EPOCH_SCRIPT = r"""
-import json, resource, sys, time, numpy as np
+import json, resource, sys, time
+import npae  # before NumPy, as the npae command does (see npae/_threads.py)
+import numpy as np
 name, engine, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 shape = (n, 28, 28, 1) if name in ("convolutional", "denoising") else (n, 784)
 x = np.random.default_rng(0).random(shape, dtype=np.float32)
@@ -291,7 +293,7 @@ def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/result
 
     env = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
-           "threads": threads, "numba_threading_layer": numba.config.THREADING_LAYER,
+           "threads": threads, "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
            "torch": __import__("torch").__version__ if have_torch else None,
            "gemm_gflops": gemm_gflops(seconds=0.3 if quick else 2.0)}
     print_fn(f"threads: {threads} for every engine; float32 GEMM {env['gemm_gflops']:.0f} GFLOP/s")
@@ -319,6 +321,10 @@ def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/result
         peer = f"  torch {train['torch']:9.0f}/s  x{r:.2f}" if r else ""
         print_fn(f"{name:14s} train {train['npae']:9.0f}/s{peer}  predict {pred['npae']:9.0f}/s  "
                  f"roofline {row['npae_pct_of_roofline']:.0f}%")
+    try:  # known once a parallel kernel has run (the profiles above ran them in this process)
+        env["numba_threading_layer"] = numba.threading_layer()
+    except ValueError:
+        env["numba_threading_layer"] = None
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
@@ -332,7 +338,8 @@ def markdown_table(results: dict) -> str:
     env = results["env"]
     lines = [f"Machine: {env['processor']}, {env['threads']} threads for every engine; Python {env['python']}, "
              f"NumPy {env['numpy']}, Numba {env['numba']}, PyTorch {env['torch']}; float32 GEMM "
-             f"{env['gemm_gflops']:.0f} GFLOP/s.", "",
+             f"{env['gemm_gflops']:.0f} GFLOP/s; Numba threading layer {env.get('numba_threading_layer')}, "
+             f"OPENBLAS_THREAD_TIMEOUT={env.get('openblas_thread_timeout')}.", "",
              "| model | npae train/s | PyTorch train/s | ratio | npae predict/s | PyTorch predict/s | ratio "
              "| % of roofline | epoch wall npae / torch (s) | peak RSS less data npae / torch (MB) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -17,7 +17,6 @@ owns whole images, so scatter-adds (col2im, pooling backward) never race.
 from __future__ import annotations
 
 import math
-import os
 
 import numba
 import numpy as np
@@ -31,11 +30,9 @@ __all__ = [
     "conv2d_s1", "conv2d_s1_ref", "conv2d_s1_kernel_grad", "conv2d_s1_kernel_grad_ref",
 ]
 
-# Numba's OpenMP threads and OpenBLAS's threads both spin-wait; on 2 cores they steal each other's
-# time (measured: a 0.03 ms kernel took 4.8 ms right after a GEMM). The workqueue layer does not
-# spin. A user's NUMBA_THREADING_LAYER still wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+from ._threads import configure_numba
+
+configure_numba(numba)  # the threading layer: see npae/_threads.py
 
 _jit = numba.njit(cache=True, parallel=True, fastmath=False)
 _serial = numba.njit(cache=True)
