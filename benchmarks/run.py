@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                 # all six models, npae vs PyTorch if installed
     python benchmarks/run.py --quick         # tiny sizes, a smoke test
+    python benchmarks/run.py --tf-python /path/to/tf-venv/bin/python   # TF-Keras as a second peer
 """
 
 import argparse
@@ -15,5 +16,7 @@ if __name__ == "__main__":
     p.add_argument("--quick", action="store_true")
     p.add_argument("--no-epoch", action="store_true", help="skip the 60k-sample epoch subprocesses")
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--tf-python", help="a Python with tensorflow + keras (default: $NPAE_BENCH_TF_PYTHON, else this)")
     a = p.parse_args()
-    run_benchmark(a.models, quick=a.quick, out_dir=a.out, epoch=False if a.no_epoch else None)
+    run_benchmark(a.models, quick=a.quick, out_dir=a.out, epoch=False if a.no_epoch else None,
+                  tf_python=a.tf_python)

@@ -175,13 +175,53 @@ def _worker(conn, engine: str, name: str, n: int, threads: int) -> None:
         conn.send(steps * BATCH / (time.perf_counter() - start))
 
 
-def _rounds(name: str, engines: list[str], repeats: int, seconds: float, n: int, threads: int) -> dict:
+KERAS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_keras.py")
+
+
+def _keras_command(*args) -> list[str]:
+    """Arguments that run bench_keras.py: its source through ``-c``, since running the file by
+    path would put npae/ first on sys.path, where npae's random.py shadows the standard one."""
+    with open(KERAS_SCRIPT) as f:
+        return ["-c", f.read(), *map(str, args)]
+
+
+class _KerasWorker:
+    """The TF-Keras engine in a process of its own, under its own interpreter (``tf_python``),
+    speaking JSON lines over stdin/stdout; the same send/recv/join interface as a Pipe worker."""
+
+    def __init__(self, tf_python: str, name: str, n: int, threads: int):
+        self.proc = subprocess.Popen([tf_python, *_keras_command("serve", name, n, threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def send(self, cmd) -> None:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def recv(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the TF-Keras worker exited (code {self.proc.wait()})")
+        return "ready" if line.strip() == "ready" else json.loads(line)
+
+    def join(self, timeout=None) -> None:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _rounds(name: str, engines: list[str], repeats: int, seconds: float, n: int, threads: int,
+            tf_python: str | None = None) -> dict:
     """Median samples/s per engine and kind; each round runs every engine in turn."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     workers = {}
     for engine in engines:
+        if engine == "tf":
+            keras = _KerasWorker(tf_python, name, n, threads)
+            workers[engine] = (keras, keras)
+            continue
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker, args=(child, engine, name, n, threads), daemon=True)
         proc.start()
@@ -200,7 +240,10 @@ def _rounds(name: str, engines: list[str], repeats: int, seconds: float, n: int,
         return out
     finally:
         for proc, conn in workers.values():
-            conn.send(None)
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
             proc.join(timeout=10)
 
 
@@ -263,18 +306,49 @@ print(json.dumps({"wall_s": wall, "peak_rss_mb": peak / 2**20, "data_mb": x.nbyt
 """
 
 
-def epoch_in_subprocess(name: str, engine: str, n: int = 60000) -> dict:
+def epoch_in_subprocess(name: str, engine: str, n: int = 60000, tf_python: str | None = None,
+                        threads: int | None = None) -> dict:
     """Wall time and peak RSS of one n-sample epoch of training in a fresh process."""
-    res = subprocess.run([sys.executable, "-c", _EPOCH_SCRIPT, name, engine, str(n)], capture_output=True,
-                         text=True, check=True)
+    if engine == "tf":
+        cmd = [tf_python, *_keras_command("epoch", name, n, threads or os.cpu_count() or 1)]
+    else:
+        cmd = [sys.executable, "-c", _EPOCH_SCRIPT, name, engine, str(n)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     out = json.loads(res.stdout.strip().splitlines()[-1])
     out["rss_less_data_mb"] = out["peak_rss_mb"] - out["data_mb"]
     return out
 
 
+def find_tf_python(tf_python: str | None = None) -> tuple[str | None, dict | None, str]:
+    """The interpreter for the TF-Keras peer and its versions: ``tf_python`` if given, else
+    $NPAE_BENCH_TF_PYTHON, else this interpreter. Returns (path, versions, why not) with path None
+    when TensorFlow and Keras do not import there."""
+    path = tf_python or os.environ.get("NPAE_BENCH_TF_PYTHON") or sys.executable
+    try:
+        res = subprocess.run([path, *_keras_command("versions")], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, None, f"cannot run {path}: {err}"
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["?"])[-1]
+        return None, None, f"tensorflow/keras do not import under {path} ({last})"
+    return path, json.loads(res.stdout.strip().splitlines()[-1]), ""
+
+
+def best_peer(rates: dict) -> tuple[str | None, float | None]:
+    """The fastest engine other than npae, and its rate."""
+    peers = {k: v for k, v in rates.items() if k != "npae" and v}
+    if not peers:
+        return None, None
+    name = max(peers, key=peers.get)
+    return name, peers[name]
+
+
 def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/results", repeats: int = 5,
-                  seconds: float = 2.0, epoch: bool | None = None, peers: bool = True, print_fn=print) -> dict:
-    """Run the benchmark and write results.json / results.md into ``out_dir``; returns the results."""
+                  seconds: float = 2.0, epoch: bool | None = None, peers: bool = True, print_fn=print,
+                  tf_python: str | None = None) -> dict:
+    """Run the benchmark and write results.json / results.md into ``out_dir``; returns the results.
+    Peers: PyTorch when it imports here; TF-Keras when it imports under ``tf_python`` (default:
+    $NPAE_BENCH_TF_PYTHON, else this interpreter)."""
     from . import autoencoders
 
     if quick:
@@ -288,13 +362,19 @@ def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/result
 
             have_torch = True
         except ImportError:
-            print_fn("PyTorch is not installed: npae only (pip install torch==2.13.0 for the peer)")
+            print_fn("PyTorch is not installed here: no PyTorch peer (pip install torch==2.13.0)")
+    tf_versions = None
+    if peers:
+        tf_python, tf_versions, why = find_tf_python(tf_python)
+        if tf_python is None:
+            print_fn(f"no TF-Keras peer: {why} (pip install tensorflow-cpu keras, then --tf-python PATH)")
     import numba
 
     env = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
            "threads": threads, "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
            "torch": __import__("torch").__version__ if have_torch else None,
+           "tensorflow": (tf_versions or {}).get("tensorflow"), "keras": (tf_versions or {}).get("keras"),
            "gemm_gflops": gemm_gflops(seconds=0.3 if quick else 2.0)}
     print_fn(f"threads: {threads} for every engine; float32 GEMM {env['gemm_gflops']:.0f} GFLOP/s")
     results = {"env": env, "models": {}}
@@ -302,7 +382,8 @@ def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/result
     for name in models:
         conv = name in ("convolutional", "denoising")
         x = np.random.default_rng(0).random((n, 28, 28, 1) if conv else (n, 784), dtype=np.float32)
-        measured = _rounds(name, ["npae", "torch"] if have_torch else ["npae"], repeats, seconds, n, threads)
+        engines = ["npae"] + (["torch"] if have_torch else []) + (["tf"] if tf_versions else [])
+        measured = _rounds(name, engines, repeats, seconds, n, threads, tf_python)
         train, pred = measured["train"], measured["predict"]
         model = autoencoders.BUILDERS[name](seed=0)[0]
         flops = flops_per_sample(model)
@@ -311,14 +392,21 @@ def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/result
                "npae_pct_of_roofline": 100 * train["npae"] * flops / (env["gemm_gflops"] * 1e9),
                "train_ratio_vs_torch": ratio(train["npae"], train.get("torch")),
                "predict_ratio_vs_torch": ratio(pred["npae"], pred.get("torch")),
+               "train_ratio_vs_tf": ratio(train["npae"], train.get("tf")),
+               "predict_ratio_vs_tf": ratio(pred["npae"], pred.get("tf")),
+               "train_ratio_vs_best_peer": ratio(train["npae"], best_peer(train)[1]),
+               "predict_ratio_vs_best_peer": ratio(pred["npae"], best_peer(pred)[1]),
                "profile": layer_profile(autoencoders.BUILDERS[name](seed=0)[0], x[:BATCH], steps=3 if quick else 10)}
         if epoch:
             row["epoch"] = {"npae": epoch_in_subprocess(name, "npae")}
             if have_torch:
                 row["epoch"]["torch"] = epoch_in_subprocess(name, "torch")
+            if tf_versions:
+                row["epoch"]["tf"] = epoch_in_subprocess(name, "tf", tf_python=tf_python, threads=threads)
         results["models"][name] = row
-        r = row["train_ratio_vs_torch"]
-        peer = f"  torch {train['torch']:9.0f}/s  x{r:.2f}" if r else ""
+        peer = "".join(f"  {e} {train[e]:9.0f}/s" for e in engines[1:])
+        if row["train_ratio_vs_best_peer"]:
+            peer += f"  x{row['train_ratio_vs_best_peer']:.2f} vs the faster peer"
         print_fn(f"{name:14s} train {train['npae']:9.0f}/s{peer}  predict {pred['npae']:9.0f}/s  "
                  f"roofline {row['npae_pct_of_roofline']:.0f}%")
     try:  # known once a parallel kernel has run (the profiles above ran them in this process)
@@ -334,24 +422,33 @@ def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/result
 
 
 def markdown_table(results: dict) -> str:
-    """The README's performance table from a results dict."""
+    """The README's performance table from a results dict (ratios: npae / the faster peer)."""
     env = results["env"]
+    peers = [(k, label) for k, label in (("torch", "PyTorch"), ("tf", "TF-Keras")) if env.get(
+        "torch" if k == "torch" else "tensorflow")]
+    versions = "".join(f", {label} {env['torch'] if k == 'torch' else env['tensorflow']}" for k, label in peers)
     lines = [f"Machine: {env['processor']}, {env['threads']} threads for every engine; Python {env['python']}, "
-             f"NumPy {env['numpy']}, Numba {env['numba']}, PyTorch {env['torch']}; float32 GEMM "
+             f"NumPy {env['numpy']}, Numba {env['numba']}{versions}; float32 GEMM "
              f"{env['gemm_gflops']:.0f} GFLOP/s; Numba threading layer {env.get('numba_threading_layer')}, "
-             f"OPENBLAS_THREAD_TIMEOUT={env.get('openblas_thread_timeout')}.", "",
-             "| model | npae train/s | PyTorch train/s | ratio | npae predict/s | PyTorch predict/s | ratio "
-             "| % of roofline | epoch wall npae / torch (s) | peak RSS less data npae / torch (MB) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"OPENBLAS_THREAD_TIMEOUT={env.get('openblas_thread_timeout')}.", ""]
+    names = "".join(f" {label} train/s |" for _, label in peers)
+    pnames = "".join(f" {label} predict/s |" for _, label in peers)
+    engines = ["npae", *(k for k, _ in peers)]
+    lines.append(f"| model | npae train/s |{names} ratio | npae predict/s |{pnames} ratio | % of roofline "
+                 f"| epoch wall {' / '.join(engines)} (s) | peak RSS less data {' / '.join(engines)} (MB) |")
+    lines.append("|" + " --- |" * (8 + 2 * len(peers)))
+
+    def fmt(v, d=0):
+        return "-" if v is None else f"{v:,.{d}f}"
+
     for name, r in results["models"].items():
         t, p = r["train"], r["predict"]
-
-        def fmt(v, d=0):
-            return "-" if v is None else f"{v:,.{d}f}"
         ep = r.get("epoch", {})
-        wall = " / ".join(fmt(ep[k]["wall_s"], 1) for k in ("npae", "torch") if k in ep) or "-"
-        rss = " / ".join(fmt(ep[k]["rss_less_data_mb"]) for k in ("npae", "torch") if k in ep) or "-"
-        lines.append(f"| {name} | {fmt(t['npae'])} | {fmt(t.get('torch'))} | {fmt(r['train_ratio_vs_torch'], 2)} "
-                     f"| {fmt(p['npae'])} | {fmt(p.get('torch'))} | {fmt(r['predict_ratio_vs_torch'], 2)} "
+        wall = " / ".join(fmt(ep[k]["wall_s"], 1) for k in engines if k in ep) or "-"
+        rss = " / ".join(fmt(ep[k]["rss_less_data_mb"]) for k in engines if k in ep) or "-"
+        tp = "".join(f" {fmt(t.get(k))} |" for k, _ in peers)
+        pp = "".join(f" {fmt(p.get(k))} |" for k, _ in peers)
+        lines.append(f"| {name} | {fmt(t['npae'])} |{tp} {fmt(r.get('train_ratio_vs_best_peer'), 2)} "
+                     f"| {fmt(p['npae'])} |{pp} {fmt(r.get('predict_ratio_vs_best_peer'), 2)} "
                      f"| {r['npae_pct_of_roofline']:.0f}% | {wall} | {rss} |")
     return "\n".join(lines) + "\n"

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     b.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
     b.add_argument("--out", default="benchmarks/results")
+    b.add_argument("--tf-python", help="a Python with tensorflow + keras for the TF-Keras peer "
+                   "(default: $NPAE_BENCH_TF_PYTHON, else this one)")
     return p
 
 
@@ -266,7 +268,7 @@ def cmd_predict(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_benchmark
 
-    run_benchmark(args.models, quick=args.quick, out_dir=args.out)
+    run_benchmark(args.models, quick=args.quick, out_dir=args.out, tf_python=args.tf_python)
     return 0
 
 

@@ -35,3 +35,35 @@ def test_epoch_subprocess_reports_memory_less_data():
     out = bench.epoch_in_subprocess("vanilla", "npae", n=1024)
     assert out["wall_s"] > 0 and out["peak_rss_mb"] > out["data_mb"] > 3
     assert out["rss_less_data_mb"] == pytest.approx(out["peak_rss_mb"] - out["data_mb"])
+
+
+def test_best_peer_and_ratio_against_it():
+    rates = {"npae": 120.0, "torch": 100.0, "tf": 150.0}
+    assert bench.best_peer(rates) == ("tf", 150.0)
+    assert bench.ratio(rates["npae"], bench.best_peer(rates)[1]) == pytest.approx(0.8)
+    assert bench.best_peer({"npae": 1.0}) == (None, None)
+
+
+def test_missing_tf_interpreter_is_reported_not_fatal(tmp_path):
+    path, versions, why = bench.find_tf_python(str(tmp_path / "no-such-python"))
+    assert path is None and versions is None and "cannot run" in why
+    # an interpreter without tensorflow: the reason names the import error
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named tensorflow' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    path, versions, why = bench.find_tf_python(str(fake))
+    assert path is None and "No module named tensorflow" in why
+
+
+def test_markdown_table_has_a_column_per_peer():
+    env = {"processor": "x86_64", "threads": 2, "python": "3.11", "numpy": "2", "numba": "0.6", "torch": "2.13",
+           "tensorflow": "2.21", "gemm_gflops": 100.0, "numba_threading_layer": "omp",
+           "openblas_thread_timeout": "4"}
+    row = {"train": {"npae": 300.0, "torch": 100.0, "tf": 200.0}, "predict": {"npae": 50.0, "torch": 100.0, "tf": 80.0},
+           "train_ratio_vs_best_peer": 1.5, "predict_ratio_vs_best_peer": 0.5, "npae_pct_of_roofline": 12.0,
+           "epoch": {e: {"wall_s": 1.0, "rss_less_data_mb": 10.0} for e in ("npae", "torch", "tf")}}
+    lines = bench.markdown_table({"env": env, "models": {"vanilla": row}}).splitlines()
+    header, rule, body = lines[2], lines[3], lines[4]
+    assert "TF-Keras train/s" in header and "PyTorch predict/s" in header
+    assert header.count("|") == rule.count("|") == body.count("|")
+    assert "| vanilla | 300 | 100 | 200 | 1.50 | 50 | 100 | 80 | 0.50 | 12% | 1.0 / 1.0 / 1.0 |" in body
