@@ -144,3 +144,24 @@ def test_window_geometry_rules():
         K.window_geometry(4, 5, 1, "valid")
     with pytest.raises(ValueError, match="padding must be"):
         K.window_geometry(4, 2, 1, "full")
+
+
+def _pool_in_child(x):
+    out, _ = K.maxpool_forward(x, 2, 2, 2, 2, 0, 0, 3, 3)
+    return float(out.sum())
+
+
+def test_forked_children_run_parallel_kernels():
+    # GNU OpenMP kills a forked child that runs a parallel region; npae's threading layer
+    # (TBB, else workqueue: npae/_threads.py) must let multiprocessing's fork start method work
+    import multiprocessing
+    import os
+
+    import numba
+
+    x = np.random.default_rng(0).random((8, 6, 6, 3), dtype=np.float32)
+    want = _pool_in_child(x)  # the parent runs a parallel kernel first
+    assert numba.threading_layer() in ("tbb", "workqueue") or "NUMBA_THREADING_LAYER" in os.environ
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        got = pool.map_async(_pool_in_child, [x, x]).get(timeout=120)
+    assert got == [want, want]
