@@ -131,8 +131,8 @@ def cmd_train(args) -> int:
                      callbacks=[CSVLogger(os.path.join(out, "history.csv"), append=args.resume),
                                 _Checkpoint(out, settings, args, before, start)])
     took = before + time.perf_counter() - start
-    for key, values in history.history.items():  # the epochs of earlier runs first
-        history.history[key] = past.get(key, []) + values
+    history.history = {key: past.get(key, []) + history.history.get(key, [])  # earlier runs' epochs first
+                       for key in {**past, **history.history}}
     history.epoch = list(range(done)) + history.epoch
     ae.save(os.path.join(out, "model.npz"))
     rows, labels = [x_test, ae.predict(inputs_test[:10])], ["original", "reconstructed"]

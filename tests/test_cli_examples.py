@@ -69,6 +69,10 @@ def test_resume_continues_an_interrupted_run_exactly(data_env, tmp_path, capsys)
     for key in wa.files:
         if key.startswith(("weight_", "opt_")):
             np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
+    # resuming a finished run trains nothing and rewrites the outputs with the whole history
+    assert cli.main(["train", "vanilla", "--epochs", "3", "--out", str(tmp_path / "b"), "--resume", *common]) == 0
+    again = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert again["history"] == a["history"] and again["epochs_run"] == 3 and again["final"] == a["final"]
 
 
 def test_resume_refuses_other_settings_or_a_missing_checkpoint(data_env, tmp_path, capsys):
