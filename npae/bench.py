@@ -279,13 +279,13 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
 
 
 _EPOCH_SCRIPT = r"""
-import json, resource, sys, time
+import json, sys, time
 import npae  # before NumPy, as the npae command does (see npae/_threads.py)
 import numpy as np
+from npae.bench_keras import peak_rss_bytes
 name, engine, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 shape = (n, 28, 28, 1) if name in ("convolutional", "denoising") else (n, 784)
 x = np.random.default_rng(0).random(shape, dtype=np.float32)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 if engine == "npae":
     from npae import autoencoders
@@ -301,8 +301,7 @@ else:
     for s in range(0, n, 256):
         train(order[s:s + 256])
 wall = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"wall_s": wall, "peak_rss_mb": peak / 2**20, "data_mb": x.nbytes / 2**20}))
+print(json.dumps({"wall_s": wall, "peak_rss_mb": peak_rss_bytes() / 2**20, "data_mb": x.nbytes / 2**20}))
 """
 
 

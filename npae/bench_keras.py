@@ -20,8 +20,26 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow turns its oneDNN kernels on by default only on some Intel CPUs; on this project's AMD
+# machine they doubled Keras's convolutional training (1.5k -> 3.0k samples/s). The peer gets its
+# best configuration.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 BATCH = 256
 CONV = ("convolutional", "denoising")
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size. Linux: VmHWM of /proc/self/status, the high-water mark
+    of this program's own memory; ru_maxrss would also count the parent's RSS at fork time, since
+    Linux carries it across exec (a 676 MB benchmark parent showed up in every child)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def build(name):
@@ -96,8 +114,7 @@ def epoch(name, n, threads):
     start = time.perf_counter()
     model.fit(x, x, batch_size=BATCH, epochs=1, shuffle=True, verbose=0)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"wall_s": wall, "peak_rss_mb": peak / 2**20, "data_mb": x.nbytes / 2**20}))
+    print(json.dumps({"wall_s": wall, "peak_rss_mb": peak_rss_bytes() / 2**20, "data_mb": x.nbytes / 2**20}))
 
 
 if __name__ == "__main__":

@@ -67,3 +67,12 @@ def test_markdown_table_has_a_column_per_peer():
     assert "TF-Keras train/s" in header and "PyTorch predict/s" in header
     assert header.count("|") == rule.count("|") == body.count("|")
     assert "| vanilla | 300 | 100 | 200 | 1.50 | 50 | 100 | 80 | 0.50 | 12% | 1.0 / 1.0 / 1.0 |" in body
+
+
+def test_epoch_subprocess_does_not_count_the_parents_memory():
+    # Linux carries ru_maxrss across fork + exec; the child must report its own high-water mark
+    import numpy as np
+
+    parent = np.ones(400 * 2**20 // 8)  # 400 MB held (and touched) by this process
+    out = bench.epoch_in_subprocess("vanilla", "npae", n=512)
+    assert parent[-1] == 1.0 and out["peak_rss_mb"] < 400
