@@ -166,8 +166,7 @@ class _Checkpoint(Callback):
 
     def __init__(self, out, settings, args, before, start):
         self.out, self.before, self.start = out, before, start
-        self.run = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "limit": args.limit,
-                    **settings}
+        self.run = _run_settings(args, settings)
 
     def on_epoch_end(self, epoch, logs=None):
         from .io import atomic_write
@@ -176,6 +175,11 @@ class _Checkpoint(Callback):
         progress = {"epochs_done": epoch + 1, "seconds": self.before + time.perf_counter() - self.start,
                     "run": self.run}
         atomic_write(os.path.join(self.out, "progress.json"), lambda f: f.write(json.dumps(progress).encode()))
+
+
+def _run_settings(args, settings) -> dict:
+    """What a checkpoint records of the run, and what --resume must find unchanged (but epochs)."""
+    return {"model": args.model, "dataset": args.dataset, "seed": args.seed, "limit": args.limit, **settings}
 
 
 def _resume(args, ae, out, settings):
@@ -191,9 +195,8 @@ def _resume(args, ae, out, settings):
             rows = list(csv.DictReader(f))
     except (OSError, ValueError) as err:
         raise UsageError(f"--resume: no readable checkpoint in {out}/ ({err})") from None
-    run = {"model": args.model, "dataset": args.dataset, "seed": args.seed, "limit": args.limit, **settings}
     saved = {k: v for k, v in progress.get("run", {}).items() if k != "epochs"}
-    now = {k: v for k, v in run.items() if k != "epochs"}
+    now = {k: v for k, v in _run_settings(args, settings).items() if k != "epochs"}
     if saved != now:
         diff = ", ".join(f"{k}: {saved.get(k)!r} vs {now.get(k)!r}" for k in sorted(set(saved) | set(now))
                          if saved.get(k) != now.get(k))

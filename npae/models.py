@@ -302,9 +302,11 @@ class Model:
         layers in the same order. Used to resume training; errors name what differs."""
         from .io import ModelFileError, load_model
 
+        def layout(model):
+            return [(type(layer).__name__, {k: v.shape for k, v in layer.params.items()}) for layer in model._layers]
+
         other = load_model(path)
-        mine = [(type(layer).__name__, {k: v.shape for k, v in layer.params.items()}) for layer in self._layers]
-        theirs = [(type(layer).__name__, {k: v.shape for k, v in layer.params.items()}) for layer in other._layers]
+        mine, theirs = layout(self), layout(other)
         if mine != theirs:
             raise ModelFileError(f"{os.fspath(path)!r} holds a different architecture: expected layers {mine}, "
                                  f"got {theirs}")

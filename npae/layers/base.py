@@ -127,6 +127,13 @@ class Layer:
             buf = ws[name] = np.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
 
+    def _ones(self, rows: int, dtype) -> np.ndarray:
+        """A vector of ``rows`` ones, made once and kept (filled only when it has to grow)."""
+        buf = self.__dict__.get("_ones_buf")
+        if buf is None or buf.size < rows or buf.dtype != dtype:
+            buf = self._ones_buf = np.ones(rows, dtype=dtype)
+        return buf[:rows]
+
     def _bias(self) -> np.ndarray:
         bias = self.params.get("bias")
         if bias is None:
@@ -165,9 +172,7 @@ class Layer:
 
     def _backward_z2(self, g2: np.ndarray) -> np.ndarray | None:
         if "bias" in self.params:  # dL/dbias = sum over rows = ones^T g2: a GEMV (np.sum(axis=0)
-            ones = self.workspace("ones", (g2.shape[0],), g2.dtype)  # of a tall array: ~6x slower)
-            ones.fill(1)
-            np.dot(ones, g2, out=self.grads["bias"])
+            np.dot(self._ones(g2.shape[0], g2.dtype), g2, out=self.grads["bias"])  # of a tall array: 6x slower)
         return self.backward_linear(g2)
 
     def regularization_loss(self) -> float:
