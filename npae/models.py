@@ -21,7 +21,7 @@ import threading
 import numpy as np
 
 from . import callbacks as cbks
-from . import losses, optimizers
+from . import elementwise, losses, optimizers
 from . import random as npae_random
 from .graph import Input, SymbolicTensor, trace_chain
 from .layers.base import Layer, _unique_name
@@ -211,7 +211,7 @@ class Model:
         n, steps = len(x), math.ceil(len(x) / batch_size)
         callbacks = cbks.CallbackList(callbacks, model=self, verbose=verbose, epochs=epochs, steps=steps)
         xbuf = np.empty((min(batch_size, n), *x.shape[1:]), dtype=self.dtype)  # reused every batch
-        ybuf = np.empty((min(batch_size, n), *y.shape[1:]), dtype=self.dtype)
+        ybuf = None if y is x else np.empty((min(batch_size, n), *y.shape[1:]), dtype=self.dtype)
         params, grads = self.parameters(), self.gradients()
         self.stop_training = False
         callbacks.on_train_begin()
@@ -224,7 +224,8 @@ class Model:
                 total, seen = 0.0, 0
                 for step in range(steps):
                     idx = order[step * batch_size:(step + 1) * batch_size]
-                    xb, yb = _gather(x, idx, xbuf), _gather(y, idx, ybuf)  # (B, ...) views of the buffers
+                    xb = _gather(x, idx, xbuf)  # (B, ...) views of the buffers
+                    yb = xb if y is x else _gather(y, idx, ybuf)  # an autoencoder's target is its input
                     value = self.compute_gradients(xb, yb)  # forward, loss, backward
                     if not callbacks.on_batch_loss(epoch, step, value):
                         break  # non-finite loss: the step is not applied
@@ -373,7 +374,9 @@ class Sequential(Model):
 def _gather(src: np.ndarray, idx: np.ndarray, buf: np.ndarray) -> np.ndarray:
     """Copy rows ``src[idx]`` into the front of ``buf`` (no new allocation when dtypes agree)."""
     out = buf[:len(idx)]
-    if src.dtype == buf.dtype:
+    if src.dtype == buf.dtype and src.flags.c_contiguous:
+        elementwise.gather_rows(src.reshape(len(src), -1), idx, out.reshape(len(idx), -1))
+    elif src.dtype == buf.dtype:
         np.take(src, idx, axis=0, out=out)
     else:
         out[...] = src[idx]

@@ -85,3 +85,11 @@ def test_optimizer_kernels(dtype):
     E.adadelta_update_ref(*b, 1.0, 0.95, 1e-7)
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, **tol(dtype))
+
+
+def test_gather_rows_equals_take():
+    rng = np.random.default_rng(7)
+    src = rng.standard_normal((50, 6, 5)).astype(np.float32).reshape(50, -1)
+    idx = rng.permutation(50)[:17]
+    out = np.full((17, 30), np.nan, np.float32)
+    np.testing.assert_array_equal(E.gather_rows(src, idx, out), np.take(src, idx, axis=0))
