@@ -76,8 +76,8 @@ def _npae_engine(name, x):
         model.compute_gradients(xb, xb)
         model.optimizer.step(params, grads)
 
-    def predict():
-        model.forward(x[:BATCH])
+    def predict():  # what users call: batches through kept buffers, copied into the result
+        model.predict(x[:BATCH], batch_size=BATCH)
 
     return model, train, predict
 

@@ -118,9 +118,10 @@ def im2col_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
 # col2im: the adjoint of im2col. Every column entry is added back to the pixel it was copied from;
 # entries that came from the zero padding are dropped. Shape (N*ho*wo, kh*kw*C) -> (N, H, W, C).
 @_jit
-def col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo):
-    dx = np.zeros((n, h, w, c), dtype=cols.dtype)
+def col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
+    dx = np.empty((n, h, w, c), dtype=cols.dtype) if out is None else out
     for b in prange(n):  # one thread per image: the scatter-add below never races
+        dx[b] = 0
         for i in range(ho):
             for j in range(wo):
                 row = (b * ho + i) * wo + j
@@ -138,16 +139,20 @@ def col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo):
     return dx
 
 
-def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo):
+def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
     """NumPy twin of :func:`col2im`. For a fixed (di, dj) the target pixels are distinct, so a
-    strided ``+=`` per (di, dj) loses no update."""
+    strided ``+=`` per (di, dj) loses no update. ``out`` (both versions): an (N, H, W, C) array to
+    fill instead of a new one."""
     pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
     c6 = cols.reshape(n, ho, wo, kh, kw, c)
     for di in range(kh):
         for dj in range(kw):
             dxp[:, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw, :] += c6[:, :, :, di, dj, :]
-    return dxp[:, pt:pt + h, pl:pl + w, :].copy()
+    if out is None:
+        return dxp[:, pt:pt + h, pl:pl + w, :].copy()
+    out[...] = dxp[:, pt:pt + h, pl:pl + w, :]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,54 +160,74 @@ def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo):
 # index y*W + x of the winning input pixel; ties go to the first in row-major window order.
 # ----------------------------------------------------------------------------------------------
 @_jit
-def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None):
+def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None, out=None):
     n, h, w, c = x.shape
-    out = np.empty((n, ho, wo, c), dtype=x.dtype)
+    out = np.empty((n, ho, wo, c), dtype=x.dtype) if out is None else out
     argmax = np.empty((n, ho, wo, c), dtype=np.int32) if argmax_out is None else argmax_out
     for b in prange(n):
         for i in range(ho):
             y0, y1 = max(i * sh - pt, 0), min(i * sh - pt + kh, h)  # the window's rows inside the image
             for j in range(wo):
                 x0, x1 = max(j * sw - pl, 0), min(j * sw - pl + kw, w)
-                # start from the first real pixel (padding is -inf and never wins), then scan the
-                # window with the channel loop innermost: contiguous, so it vectorises
+                o, a = out[b, i, j], argmax[b, i, j]  # (C,) each
+                if y1 - y0 == 2 and x1 - x0 == 2 and kh == 2 and kw == 2:
+                    # the common 2x2 window, whole: the running max stays in registers and the
+                    # channel loop vectorises (2-9x faster than the general loop below)
+                    p00, p01, p10, p11 = x[b, y0, x0], x[b, y0, x0 + 1], x[b, y0 + 1, x0], x[b, y0 + 1, x0 + 1]
+                    k00 = y0 * w + x0
+                    for ch in range(c):
+                        m, k = p00[ch], k00
+                        if p01[ch] > m:
+                            m, k = p01[ch], k00 + 1
+                        if p10[ch] > m:
+                            m, k = p10[ch], k00 + w
+                        if p11[ch] > m:
+                            m, k = p11[ch], k00 + w + 1
+                        o[ch], a[ch] = m, k
+                    continue
+                # any other window: start from the first real pixel (padding is -inf and never
+                # wins), then scan it with the contiguous channel loop innermost
                 for ch in range(c):
-                    out[b, i, j, ch] = x[b, y0, x0, ch]
-                    argmax[b, i, j, ch] = y0 * w + x0
+                    o[ch] = x[b, y0, x0, ch]
+                    a[ch] = y0 * w + x0
                 for y in range(y0, y1):
                     for xx in range(x0, x1):
                         k = y * w + xx
                         for ch in range(c):
                             v = x[b, y, xx, ch]
-                            if v > out[b, i, j, ch]:
-                                out[b, i, j, ch] = v
-                                argmax[b, i, j, ch] = k
+                            if v > o[ch]:
+                                o[ch] = v
+                                a[ch] = k
     return out, argmax
 
 
-def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None):
+def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None, out=None):
     """NumPy twin of :func:`maxpool_forward`: pad with -inf, view every window, take argmax.
-    ``argmax_out`` (both versions): an int32 (N, ho, wo, C) array to fill instead of a new one."""
+    ``argmax_out`` and ``out`` (both versions): an int32 and an x-dtype (N, ho, wo, C) array to
+    fill instead of new ones."""
     n, h, w, c = x.shape
     pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-np.inf)
     win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw][:, :ho, :wo]
     flat = win.reshape(n, ho, wo, c, kh * kw)  # (N, ho, wo, C, kh*kw)
     k = flat.argmax(axis=-1)
-    out = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
+    win_max = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
     y = np.arange(ho)[None, :, None, None] * sh - pt + k // kw
     xx = np.arange(wo)[None, None, :, None] * sw - pl + k % kw
     argmax = (y * w + xx).astype(np.int32)
     if argmax_out is not None:
         argmax_out[...] = argmax
         argmax = argmax_out
-    return out.astype(x.dtype), argmax
+    if out is None:
+        return win_max.astype(x.dtype), argmax
+    out[...] = win_max
+    return out, argmax
 
 
 @_jit
-def maxpool_backward(grad, argmax, h, w):
+def maxpool_backward(grad, argmax, h, w, out=None):
     n, ho, wo, c = grad.shape
-    dx = np.empty((n, h * w, c), dtype=grad.dtype)
+    dx = (np.empty((n, h, w, c), dtype=grad.dtype) if out is None else out).reshape(n, h * w, c)
     for b in prange(n):  # overlapping windows may share a winner: per-image threads, no race
         dxb = dx[b]  # (h*w, C): argmax is already the flat pixel index, no division needed
         dxb[...] = 0
@@ -214,14 +239,18 @@ def maxpool_backward(grad, argmax, h, w):
     return dx.reshape(n, h, w, c)
 
 
-def maxpool_backward_ref(grad, argmax, h, w):
-    """NumPy twin of :func:`maxpool_backward`: one unbuffered ``np.add.at`` scatter."""
+def maxpool_backward_ref(grad, argmax, h, w, out=None):
+    """NumPy twin of :func:`maxpool_backward`: one unbuffered ``np.add.at`` scatter. ``out`` (both
+    versions): an (N, h, w, C) array to fill instead of a new one."""
     n, ho, wo, c = grad.shape
     dx = np.zeros((n, h * w, c), dtype=grad.dtype)
     b = np.arange(n)[:, None, None, None]
     ch = np.arange(c)[None, None, None, :]
     np.add.at(dx, (np.broadcast_to(b, grad.shape), argmax, np.broadcast_to(ch, grad.shape)), grad)
-    return dx.reshape(n, h, w, c)
+    if out is None:
+        return dx.reshape(n, h, w, c)
+    out[...] = dx.reshape(n, h, w, c)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,9 +258,9 @@ def maxpool_backward_ref(grad, argmax, h, w):
 # sums each sh x sw block of the output gradient (not a subsample of it).
 # ----------------------------------------------------------------------------------------------
 @_jit
-def upsample_forward(x, sh, sw):
+def upsample_forward(x, sh, sw, out=None):
     n, h, w, c = x.shape
-    out = np.empty((n, h * sh, w * sw, c), dtype=x.dtype)
+    out = np.empty((n, h * sh, w * sw, c), dtype=x.dtype) if out is None else out
     for b in prange(n):
         for i in range(h):
             for j in range(w):
@@ -242,17 +271,23 @@ def upsample_forward(x, sh, sw):
     return out
 
 
-def upsample_forward_ref(x, sh, sw):
-    """NumPy twin of :func:`upsample_forward`."""
-    return np.repeat(np.repeat(x, sh, axis=1), sw, axis=2)
+def upsample_forward_ref(x, sh, sw, out=None):
+    """NumPy twin of :func:`upsample_forward`. ``out`` (both versions): the (N, H*sh, W*sw, C)
+    array to fill instead of a new one."""
+    up = np.repeat(np.repeat(x, sh, axis=1), sw, axis=2)
+    if out is None:
+        return up
+    out[...] = up
+    return out
 
 
 @_jit
-def upsample_backward(grad, sh, sw):
+def upsample_backward(grad, sh, sw, out=None):
     n, hh, ww, c = grad.shape
     h, w = hh // sh, ww // sw
-    dx = np.zeros((n, h, w, c), dtype=grad.dtype)
+    dx = np.empty((n, h, w, c), dtype=grad.dtype) if out is None else out
     for b in prange(n):
+        dx[b] = 0
         for i in range(h):
             for j in range(w):
                 for a in range(sh):
@@ -262,10 +297,15 @@ def upsample_backward(grad, sh, sw):
     return dx
 
 
-def upsample_backward_ref(grad, sh, sw):
-    """NumPy twin of :func:`upsample_backward`."""
+def upsample_backward_ref(grad, sh, sw, out=None):
+    """NumPy twin of :func:`upsample_backward`. ``out`` (both versions): the (N, H/sh, W/sw, C)
+    array to fill instead of a new one."""
     n, hh, ww, c = grad.shape
-    return grad.reshape(n, hh // sh, sh, ww // sw, sw, c).sum(axis=(2, 4))
+    dx = grad.reshape(n, hh // sh, sh, ww // sw, sw, c).sum(axis=(2, 4))
+    if out is None:
+        return dx
+    out[...] = dx
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ class Loss:
 
     name = "loss"
     from_logits = False
+    reuse_buffers = False  # set by a Model while it runs the loss (see ``Layer.reuse_buffers``)
 
     def forward(self, y_pred: np.ndarray, y_true: np.ndarray) -> float:
         raise NotImplementedError
@@ -33,6 +34,13 @@ class Loss:
 
     def kink_state(self) -> np.ndarray | None:
         return None
+
+    def _grad_buffer(self, like: np.ndarray) -> np.ndarray:
+        """Where ``forward`` writes dL/dy: last step's array again while ``reuse_buffers`` is set."""
+        buf = getattr(self, "_grad", None)
+        if self.reuse_buffers and buf is not None and buf.shape == like.shape and buf.dtype == like.dtype:
+            return buf
+        return np.empty_like(like)
 
     @staticmethod
     def _check(y_pred, y_true):
@@ -54,7 +62,7 @@ class MeanSquaredError(Loss):
     def forward(self, y_pred, y_true):
         t = self._check(y_pred, y_true)
         y2, t2 = _rows(y_pred), _rows(t)  # (N, rest) views
-        self._grad = np.empty_like(y_pred)
+        self._grad = self._grad_buffer(y_pred)
         # one pass: the sum of squares and dL/dy = 2 (y - t) / numel
         return elementwise.mse_with_grad(y2, t2, self._grad.reshape(y2.shape)) / y_pred.size
 
@@ -86,7 +94,7 @@ class BinaryCrossentropy(Loss):
         self._t, self._y = t, y_pred
         if self.from_logits:  # one pass: the loss sum and dL/dz = (sigmoid(z) - t) / numel
             z2 = _rows(y_pred)
-            self._grad = np.empty_like(y_pred)
+            self._grad = self._grad_buffer(y_pred)
             return elementwise.sigmoid_bce_with_grad(z2, _rows(t), self._grad.reshape(z2.shape)) / y_pred.size
         else:
             p = np.clip(y_pred, self.epsilon, 1 - self.epsilon)

@@ -12,6 +12,7 @@ One batch through ``fit`` (shapes for the 784-64-784 autoencoder, batch N = 256)
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -126,6 +127,22 @@ class Model:
         if self.loss is None:
             raise RuntimeError(f"{self.name}: call compile(optimizer=..., loss=...) before fit or evaluate")
 
+    @contextlib.contextmanager
+    def _reusing_buffers(self):
+        """Within compute_gradients, evaluate and predict every layer result is used before that
+        layer runs again, so layers and losses write results into kept buffers (see
+        ``Layer.result_buffer``). Restores the previous setting, so these methods can nest."""
+        parts = [*self._layers, self.loss, getattr(self, "_logit_loss", None)]
+        parts = [p for p in parts if p is not None]
+        before = [p.reuse_buffers for p in parts]
+        for p in parts:
+            p.reuse_buffers = True
+        try:
+            yield
+        finally:
+            for p, b in zip(parts, before):
+                p.reuse_buffers = b
+
     def forward(self, x: np.ndarray, training: bool = False, logits: bool = False) -> np.ndarray:
         """Run the layers in order: (N, *input_shape) -> (N, *output_shape). With ``logits`` the last
         layer stops before its activation."""
@@ -140,23 +157,25 @@ class Model:
     def compute_loss(self, x: np.ndarray, y: np.ndarray, training: bool = True) -> float:
         """Forward pass, then loss + every activity penalty (the training objective)."""
         self._require_compiled()
-        out = self.forward(x, training=training, logits=self._fused)
-        value = (self._logit_loss if self._fused else self.loss).forward(out, y)
-        return value + sum(layer.regularization_loss() for layer in self._layers)
+        with self._reusing_buffers():
+            out = self.forward(x, training=training, logits=self._fused)
+            value = (self._logit_loss if self._fused else self.loss).forward(out, y)
+            return value + sum(layer.regularization_loss() for layer in self._layers)
 
     def compute_gradients(self, x: np.ndarray, y: np.ndarray) -> float:
         """Forward, loss, backward through the layers in reverse; fills every ``layer.grads``."""
-        value = self.compute_loss(x, y, training=True)
-        layers = self._layers
-        if self._fused:  # dL/dz = (sigmoid(z) - y) / numel straight into the last layer's linear part
-            layers[-1].needs_input_grad = len(layers) > 1
-            grad = layers[-1].backward_logits(self._logit_loss.backward())
-            layers = layers[:-1]
-        else:
-            grad = self.loss.backward()
-        for i in range(len(layers) - 1, -1, -1):
-            layers[i].needs_input_grad = i > 0  # nobody needs dL/dx of the first layer
-            grad = layers[i].backward(grad)
+        with self._reusing_buffers():
+            value = self.compute_loss(x, y, training=True)
+            layers = self._layers
+            if self._fused:  # dL/dz = (sigmoid(z) - y) / numel straight into the last layer's linear part
+                layers[-1].needs_input_grad = len(layers) > 1
+                grad = layers[-1].backward_logits(self._logit_loss.backward())
+                layers = layers[:-1]
+            else:
+                grad = self.loss.backward()
+            for i in range(len(layers) - 1, -1, -1):
+                layers[i].needs_input_grad = i > 0  # nobody needs dL/dx of the first layer
+                grad = layers[i].backward(grad)
         return value
 
     def train_on_batch(self, x: np.ndarray, y: np.ndarray) -> float:
@@ -263,8 +282,9 @@ class Model:
         x = self._check_x(x)
         _check_positive_int(batch_size, "batch_size")
         out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
-        for s in range(0, len(x), batch_size):
-            out[s:s + batch_size] = self.forward(np.asarray(x[s:s + batch_size], dtype=self.dtype))
+        with self._reusing_buffers():  # each batch's output is copied into out before the next
+            for s in range(0, len(x), batch_size):
+                out[s:s + batch_size] = self.forward(np.asarray(x[s:s + batch_size], dtype=self.dtype))
         return out
 
     def __call__(self, x):

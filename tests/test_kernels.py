@@ -51,6 +51,21 @@ def test_maxpool_matches_twin(dtype):
                                    K.maxpool_backward_ref(g, arg, shape[1], shape[2]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_maxpool_2x2_fast_path_matches_twin(padding):
+    # whole 2x2 windows take the kernel's fast path, the odd last row/column the general one;
+    # small integers make ties common (the first in row-major order must win on both paths)
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 3, (3, 7, 8, 5)).astype(np.float32)
+    ho, pt, _ = K.window_geometry(7, 2, 2, padding)
+    wo, pl, _ = K.window_geometry(8, 2, 2, padding)
+    win = (2, 2, 2, 2, pt, pl, ho, wo)
+    out, arg = K.maxpool_forward(x, *win)
+    out_r, arg_r = K.maxpool_forward_ref(x, *win)
+    np.testing.assert_array_equal(out, out_r)
+    np.testing.assert_array_equal(arg, arg_r)
+
+
 def test_out_buffers_give_the_same_results():
     rng = np.random.default_rng(8)
     for shape, win in random_windows(rng, 6):
@@ -62,11 +77,35 @@ def test_out_buffers_give_the_same_results():
             np.testing.assert_array_equal(buf, cols)
         out, arg = K.maxpool_forward(x, *win)
         for f in (K.maxpool_forward, K.maxpool_forward_ref):
-            buf = np.full(arg.shape, -7, np.int32)
-            out2, arg2 = f(x, *win, buf)
-            assert arg2 is buf
+            buf, obuf = np.full(arg.shape, -7, np.int32), np.full(out.shape, np.nan, np.float32)
+            out2, arg2 = f(x, *win, buf, obuf)
+            assert arg2 is buf and out2 is obuf
             np.testing.assert_array_equal(arg2, arg)
             np.testing.assert_array_equal(out2, out)
+        # the backward kernels must overwrite every element of a dirty buffer
+        g = rng.standard_normal(out.shape).astype(np.float32)
+        dx = K.maxpool_backward(g, arg, *shape[1:3])
+        for f in (K.maxpool_backward, K.maxpool_backward_ref):
+            buf = np.full(shape, np.nan, np.float32)
+            np.testing.assert_array_equal(f(g, arg, *shape[1:3], buf), dx)
+            np.testing.assert_array_equal(buf, dx)
+        gc = rng.standard_normal(cols.shape).astype(np.float32)
+        dx = K.col2im(gc, *shape, *win)
+        for f in (K.col2im, K.col2im_ref):
+            buf = np.full(shape, np.nan, np.float32)
+            assert f(gc, *shape, *win, buf) is buf
+            np.testing.assert_allclose(buf, dx, rtol=1e-5, atol=1e-6)
+    x = rng.standard_normal((3, 4, 5, 2)).astype(np.float32)
+    up = K.upsample_forward(x, 2, 3)
+    for f in (K.upsample_forward, K.upsample_forward_ref):
+        buf = np.full(up.shape, np.nan, np.float32)
+        assert f(x, 2, 3, buf) is buf
+        np.testing.assert_array_equal(buf, up)
+    dx = K.upsample_backward(up, 2, 3)
+    for f in (K.upsample_backward, K.upsample_backward_ref):
+        buf = np.full(x.shape, np.nan, np.float32)
+        assert f(up, 2, 3, buf) is buf
+        np.testing.assert_allclose(buf, dx, rtol=1e-6)
 
 
 def test_maxpool_ties_send_gradient_to_one_input():

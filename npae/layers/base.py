@@ -53,6 +53,9 @@ class Layer:
     """
 
     param_order: tuple[str, ...] = ()  # Keras's weight order, e.g. ("kernel", "bias")
+    # Set by a Model while its own methods (compute_gradients, evaluate, predict) run the layer:
+    # they consume every result before the layer runs again, so results may live in kept buffers.
+    reuse_buffers: bool = False
 
     def __init__(self, name: str | None = None, dtype=None, activation=None, activity_regularizer=None,
                  input_shape: tuple[int, ...] | None = None):
@@ -126,6 +129,14 @@ class Layer:
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = ws[name] = np.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
+
+    def result_buffer(self, name: str, shape: tuple[int, ...], dtype=None) -> np.ndarray:
+        """An array for a result handed to the caller (an output or an input gradient): a kept
+        workspace while ``reuse_buffers`` is set, else a new array. Reusing saves the page faults
+        of fresh memory: a new 13 MB output costs ~3,200 of them, about 2 ms, every step."""
+        if self.reuse_buffers:
+            return self.workspace(name, shape, dtype)
+        return np.empty(shape, dtype=dtype or self.dtype)
 
     def _ones(self, rows: int, dtype) -> np.ndarray:
         """A vector of ``rows`` ones, made once and kept (filled only when it has to grow)."""

@@ -103,11 +103,12 @@ class Conv2D(Layer):
         ho, wo, pt, pl = self._geom
         if self.direct_mode:
             self._x = x  # (N, H, W, Cin)
-            z = np.empty((x.shape[0], ho, wo, cout), dtype=x.dtype)
+            z = self.result_buffer("z", (x.shape[0], ho, wo, cout), x.dtype)
             return kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z).reshape(-1, cout)
         cols = self.workspace("cols", (x.shape[0] * ho * wo, kh * kw * cin), x.dtype)
         self._cols = kernels.im2col(x, *self._window(), cols)  # (N*Ho*Wo, K), reused buffer
-        return self._cols @ self.params["kernel"].reshape(-1, cout)  # (N*Ho*Wo, Cout)
+        z = self.result_buffer("z", (cols.shape[0], cout), x.dtype)
+        return np.matmul(self._cols, self.params["kernel"].reshape(-1, cout), out=z)  # (N*Ho*Wo, Cout)
 
     def backward_linear(self, g2):
         # g2 = dL/dz as (N*Ho*Wo, Cout); the base class has already taken dL/dbias from it
@@ -122,14 +123,16 @@ class Conv2D(Layer):
             if not self.needs_input_grad:
                 return None
             w_flip = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, Cout, Cin)
-            dx = np.empty((n, h, w, cin), dtype=g2.dtype)
+            dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
             return kernels.conv2d_s1(g4, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx)
         w2 = kernel.reshape(-1, cout)
         np.matmul(self._cols.T, g2, out=self.grads["kernel"].reshape(w2.shape))  # (K, Cout)
         if not self.needs_input_grad:
             return None
         dcols = np.matmul(g2, w2.T, out=self.workspace("grad_cols", self._cols.shape, g2.dtype))  # (N*Ho*Wo, K)
-        return kernels.col2im(dcols, self._cols.shape[0] // (ho * wo), h, w, cin, *self._window())
+        n = self._cols.shape[0] // (ho * wo)
+        dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
+        return kernels.col2im(dcols, n, h, w, cin, *self._window(), dx)
 
     def get_config(self):
         names = [n if isinstance(n, str) else "glorot_uniform" for n in self._init_names]

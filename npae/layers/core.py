@@ -68,11 +68,15 @@ class Dense(Layer):
 
     def forward_linear(self, x, training):
         self._x = x  # (N, in), kept for dL/dkernel
-        return x @ self.params["kernel"]  # (N, units); the base class adds bias and activation
+        z = self.result_buffer("z", (x.shape[0], self.units), x.dtype)
+        return np.matmul(x, self.params["kernel"], out=z)  # (N, units); the base adds bias and activation
 
     def backward_linear(self, grad_z):
         np.matmul(self._x.T, grad_z, out=self.grads["kernel"])  # (in, units)
-        return grad_z @ self.params["kernel"].T if self.needs_input_grad else None  # (N, in)
+        if not self.needs_input_grad:
+            return None
+        dx = self.result_buffer("dx", self._x.shape, grad_z.dtype)
+        return np.matmul(grad_z, self.params["kernel"].T, out=dx)  # (N, in)
 
     def get_config(self):
         names = [n if isinstance(n, str) else "glorot_uniform" for n in self._init_names]
@@ -87,11 +91,15 @@ class Activation(Layer):
         super().__init__(name=name, dtype=dtype, activation=activation, input_shape=input_shape)
 
     def forward_linear(self, x, training):
-        return x.reshape(-1, x.shape[-1]).copy()  # (rows, last axis); the base applies the activation
+        z = self.result_buffer("z", (x.size // x.shape[-1], x.shape[-1]), x.dtype)
+        np.copyto(z, x.reshape(z.shape))
+        return z  # (rows, last axis); the base applies the activation
 
     def backward_linear(self, grad_z):
-        # grad_z may live in this layer's reused workspace: hand the caller its own array
-        return grad_z.reshape((-1, *self.input_shape)).copy()
+        # grad_z may live in this layer's grad_z workspace: hand the caller an array of its own
+        dx = self.result_buffer("dx", (grad_z.size // math.prod(self.input_shape), *self.input_shape), grad_z.dtype)
+        np.copyto(dx, grad_z.reshape(dx.shape))
+        return dx
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation.name}

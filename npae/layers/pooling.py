@@ -37,13 +37,15 @@ class MaxPooling2D(Layer):
     def forward(self, x, training=False):
         x = self._check_input(x)
         ho, wo, pt, pl = image_geometry(self, self.input_shape, self.pool_size, self.strides, self.padding)
-        argmax = self.workspace("argmax", (x.shape[0], ho, wo, x.shape[3]), np.int32)  # reused buffer
-        out, self._argmax = kernels.maxpool_forward(x, *self.pool_size, *self.strides, pt, pl, ho, wo, argmax)
+        shape = (x.shape[0], ho, wo, x.shape[3])
+        argmax = self.workspace("argmax", shape, np.int32)  # reused buffer
+        out, self._argmax = kernels.maxpool_forward(x, *self.pool_size, *self.strides, pt, pl, ho, wo, argmax,
+                                                    self.result_buffer("out", shape, x.dtype))
         return out
 
     def backward(self, grad_out):
-        h, w, _ = self.input_shape
-        return kernels.maxpool_backward(grad_out, self._argmax, h, w)
+        dx = self.result_buffer("dx", (grad_out.shape[0], *self.input_shape), grad_out.dtype)
+        return kernels.maxpool_backward(grad_out, self._argmax, *self.input_shape[:2], dx)
 
     def kink_state(self):
         return [self._argmax] if getattr(self, "_argmax", None) is not None else []
@@ -75,10 +77,13 @@ class UpSampling2D(Layer):
         return (input_shape[0] * self.size[0], input_shape[1] * self.size[1], input_shape[2])
 
     def forward(self, x, training=False):
-        return kernels.upsample_forward(self._check_input(x), *self.size)
+        x = self._check_input(x)
+        out = self.result_buffer("out", (x.shape[0], *self.output_shape), x.dtype)
+        return kernels.upsample_forward(x, *self.size, out)
 
     def backward(self, grad_out):
-        return kernels.upsample_backward(grad_out, *self.size)
+        dx = self.result_buffer("dx", (grad_out.shape[0], *self.input_shape), grad_out.dtype)
+        return kernels.upsample_backward(grad_out, *self.size, dx)
 
     def get_config(self):
         return {**super().get_config(), "size": list(self.size)}
