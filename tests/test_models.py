@@ -105,6 +105,26 @@ def test_predict_in_batches_matches_one_batch():
     np.testing.assert_allclose(ae.predict(x, batch_size=8), ae.forward(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["deep", "convolutional"])
+def test_results_handed_out_are_never_overwritten_later(name):
+    # inside fit/evaluate/predict layers write into kept buffers; what a caller holds must not change
+    ae = autoencoders.BUILDERS[name](seed=0)[0]
+    shape = (6, 28, 28, 1) if name == "convolutional" else (6, 784)
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    first = ae.forward(x[:3])
+    first_copy = first.copy()
+    pred = ae.predict(x, batch_size=2)
+    ae.compute_gradients(x, x)
+    dx = ae.layers[2].backward(np.ones((6, *ae.layers[2].output_shape), np.float32))
+    dx_copy = dx.copy()
+    ae.evaluate(x, x, batch_size=4)
+    ae.forward(x[3:])
+    np.testing.assert_array_equal(first, first_copy)
+    np.testing.assert_array_equal(dx, dx_copy)
+    np.testing.assert_allclose(pred[:3], first_copy, rtol=1e-6, atol=1e-7)
+    assert not any(layer.reuse_buffers for layer in ae.layers) and not ae.loss.reuse_buffers
+
+
 def test_same_seed_gives_bit_identical_training():
     def run():
         ae, _, _ = autoencoders.convolutional(filters=(4, 2, 2), seed=11)
