@@ -253,24 +253,25 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
     layers = model._layers
     fwd, bwd, opt_t = np.zeros(len(layers)), np.zeros(len(layers)), 0.0
     params, grads = model.parameters(), model.gradients()
-    for _ in range(steps):
-        out = x
-        for i, layer in enumerate(layers):
+    with model._reusing_buffers():  # as in compute_gradients: results go to kept buffers
+        for _ in range(steps):
+            out = x
+            for i, layer in enumerate(layers):
+                t = time.perf_counter()
+                last_logits = model._fused and i == len(layers) - 1
+                out = layer.forward_logits(out, True) if last_logits else layer.forward(out, True)
+                fwd[i] += time.perf_counter() - t
+            (model._logit_loss if model._fused else model.loss).forward(out, x)
+            grad = (model._logit_loss if model._fused else model.loss).backward()
+            for i in range(len(layers) - 1, -1, -1):
+                layers[i].needs_input_grad = i > 0
+                t = time.perf_counter()
+                fused_last = model._fused and i == len(layers) - 1
+                grad = layers[i].backward_logits(grad) if fused_last else layers[i].backward(grad)
+                bwd[i] += time.perf_counter() - t
             t = time.perf_counter()
-            last_logits = model._fused and i == len(layers) - 1
-            out = layer.forward_logits(out, True) if last_logits else layer.forward(out, True)
-            fwd[i] += time.perf_counter() - t
-        (model._logit_loss if model._fused else model.loss).forward(out, x)
-        grad = (model._logit_loss if model._fused else model.loss).backward()
-        for i in range(len(layers) - 1, -1, -1):
-            layers[i].needs_input_grad = i > 0
-            t = time.perf_counter()
-            fused_last = model._fused and i == len(layers) - 1
-            grad = layers[i].backward_logits(grad) if fused_last else layers[i].backward(grad)
-            bwd[i] += time.perf_counter() - t
-        t = time.perf_counter()
-        model.optimizer.step(params, grads)
-        opt_t += time.perf_counter() - t
+            model.optimizer.step(params, grads)
+            opt_t += time.perf_counter() - t
     rows = [{"layer": f"{layer.name} ({type(layer).__name__})", "output": list(layer.output_shape),
              "forward_ms": 1e3 * f / steps, "backward_ms": 1e3 * b / steps}
             for layer, f, b in zip(layers, fwd, bwd)]

@@ -172,7 +172,8 @@ class Layer:
             grad_out = grad_out + self.activity_regularizer.gradient(self._out)
         g2 = grad_out.reshape(self._out2.shape)
         if self.activation.code != 0:  # dL/dz = dL/da * act'(a), from the kept output a
-            dz = self.workspace("grad_z", g2.shape, g2.dtype)
+            # inside a Model the incoming gradient is a buffer nobody reads again: overwrite it
+            dz = g2 if self.reuse_buffers else self.workspace("grad_z", g2.shape, g2.dtype)
             g2 = elementwise.act_backward(g2, self._out2, self.activation.code, dz)
         return self._backward_z2(g2)
 

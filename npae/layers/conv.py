@@ -129,7 +129,10 @@ class Conv2D(Layer):
         np.matmul(self._cols.T, g2, out=self.grads["kernel"].reshape(w2.shape))  # (K, Cout)
         if not self.needs_input_grad:
             return None
-        dcols = np.matmul(g2, w2.T, out=self.workspace("grad_cols", self._cols.shape, g2.dtype))  # (N*Ho*Wo, K)
+        # dP (N*Ho*Wo, K). Inside a Model the patch matrix is dead once dW is formed (the next
+        # forward refills it), so dP takes its place: one 58 MB matrix per 32->32 layer, not two
+        dcols = self._cols if self.reuse_buffers else self.workspace("grad_cols", self._cols.shape, g2.dtype)
+        np.matmul(g2, w2.T, out=dcols)
         n = self._cols.shape[0] // (ho * wo)
         dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
         return kernels.col2im(dcols, n, h, w, cin, *self._window(), dx)
