@@ -323,43 +323,82 @@ def upsample_backward_ref(grad, sh, sw, out=None):
 # wrap-around check per element, which stops vectorisation; measured 10x slower.)
 # ----------------------------------------------------------------------------------------------
 @numba.njit(cache=True)
-def _planes(xb, pt, pl, hp, wp):
-    """(H, W, C) -> (C, hp*wp) zero-padded planes with the image at row pt, column pl. Pixels
-    that no output reads (past the last row or column of planes) are left out."""
+def _fill_planes(xb, pt, pl, wp, xs):
+    """Copy an (H, W, C) image into the planes xs (C, hp*wp) at row pt, column pl. Only pixels
+    that some output reads are written; the rest of xs is the zero border, set once by the
+    caller and never touched, so one xs serves every image of a thread."""
     h, w, c = xb.shape
-    xs = np.zeros((c, hp * wp), dtype=xb.dtype)
+    hp = xs.shape[1] // wp
     for y in range(min(h, hp - pt)):
         for xx in range(min(w, wp - pl)):
             q = (y + pt) * wp + xx + pl
             for ch in range(c):
                 xs[ch, q] = xb[y, xx, ch]
-    return xs
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def conv2d_s1(x, w, pt, pl, ho, wo, out):
-    """Stride-1 convolution of x (N, H, W, Cin) with w (kh, kw, Cin, Cout), padding pt above and
-    pl left (the rest of the padding follows from ho, wo); fills and returns out (N, ho, wo, Cout)."""
+def _conv2d_s1(x, w, pt, pl, ho, wo, out, chunks):
     n, _, _, cin = x.shape
     kh, kw, _, cout = w.shape
     wp, m = wo + kw - 1, ho * (wo + kw - 1)
-    for b in prange(n):
-        xs = _planes(x[b], pt, pl, ho + kh, wp)  # one spare row: junk columns read past the end
-        zs = np.zeros((cout, m), dtype=out.dtype)
-        for o in range(cout):
-            zo = zs[o]
-            for c in range(cin):
+    cin4, cout4 = cin - cin % 4, cout - cout % 4
+    for t in prange(chunks):  # a chunk of images per thread, with its own planes
+        xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)  # one spare row: junk columns read past the end
+        zs = np.empty((cout, m), dtype=out.dtype)
+        for b in range(t * n // chunks, (t + 1) * n // chunks):
+            _fill_planes(x[b], pt, pl, wp, xs)
+            for o in range(0, cout4, 4):  # four output planes per pass: every x load feeds four FMAs
+                z0, z1, z2, z3 = zs[o], zs[o + 1], zs[o + 2], zs[o + 3]
+                for c in range(cin):
+                    for di in range(kh):
+                        for dj in range(kw):
+                            wt = w[di, dj, c]
+                            w0, w1, w2, w3 = wt[o], wt[o + 1], wt[o + 2], wt[o + 3]
+                            xo = xs[c, di * wp + dj:di * wp + dj + m]
+                            if c == 0 and di == 0 and dj == 0:  # the first tap sets, saving a zero fill
+                                for q in range(m):
+                                    z0[q], z1[q], z2[q], z3[q] = w0 * xo[q], w1 * xo[q], w2 * xo[q], w3 * xo[q]
+                            else:
+                                for q in range(m):
+                                    xv = xo[q]
+                                    z0[q] += w0 * xv
+                                    z1[q] += w1 * xv
+                                    z2[q] += w2 * xv
+                                    z3[q] += w3 * xv
+            for o in range(cout4, cout):  # the other planes one at a time, four input channels per pass
+                zo = zs[o]
+                zo[:] = 0
                 for di in range(kh):
                     for dj in range(kw):
-                        wv = w[di, dj, c, o]
-                        xo = xs[c, di * wp + dj:di * wp + dj + m]
-                        for q in range(m):
-                            zo[q] += wv * xo[q]
-        for i in range(ho):
-            for j in range(wo):
-                for o in range(cout):
-                    out[b, i, j, o] = zs[o, i * wp + j]
+                        off, wt = di * wp + dj, w[di, dj, :, o]
+                        for c in range(0, cin4, 4):
+                            w0, w1, w2, w3 = wt[c], wt[c + 1], wt[c + 2], wt[c + 3]
+                            x0, x1 = xs[c, off:off + m], xs[c + 1, off:off + m]
+                            x2, x3 = xs[c + 2, off:off + m], xs[c + 3, off:off + m]
+                            for q in range(m):
+                                zo[q] += w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q]
+                        for c in range(cin4, cin):
+                            wv = wt[c]
+                            xo = xs[c, off:off + m]
+                            for q in range(m):
+                                zo[q] += wv * xo[q]
+            ob = out[b]  # back to channels-last, dropping the junk columns
+            for i in range(ho):
+                for j in range(wo):
+                    for oo in range(cout):
+                        ob[i, j, oo] = zs[oo, i * wp + j]
     return out
+
+
+def conv2d_s1(x, w, pt, pl, ho, wo, out):
+    """Stride-1 convolution of x (N, H, W, Cin) with w (kh, kw, Cin, Cout), padding pt above and
+    pl left (the rest of the padding follows from ho, wo); fills and returns out (N, ho, wo, Cout)."""
+    return _conv2d_s1(x, w, pt, pl, ho, wo, out, _chunks(x.shape[0]))
+
+
+def _chunks(n: int) -> int:
+    """Images are split into one chunk per thread (at most one per image)."""
+    return max(1, min(numba.get_num_threads(), n))
 
 
 def conv2d_s1_ref(x, w, pt, pl, ho, wo, out):
@@ -376,18 +415,34 @@ def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks):
     _, ho, wo, cout = g.shape
     kh, kw = dw.shape[0], dw.shape[1]
     wp, m = wo + kw - 1, ho * (wo + kw - 1)
+    cout4 = cout - cout % 4
     part = np.zeros((chunks, kh, kw, cin, cout), dtype=dw.dtype)
     for t in prange(chunks):  # each chunk of images sums into its own copy of dW: no races
         p = part[t]
+        xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)
+        gs = np.zeros((cout, m), dtype=g.dtype)  # the junk columns stay zero, so they add nothing
         for b in range(t * n // chunks, (t + 1) * n // chunks):
-            xs = _planes(x[b], pt, pl, ho + kh, wp)
-            gs = _planes(g[b], 0, 0, ho, wp)  # the junk columns stay zero, so they add nothing
-            for o in range(cout):
-                go = gs[o]
-                for c in range(cin):
-                    for di in range(kh):
-                        for dj in range(kw):
-                            xo = xs[c, di * wp + dj:di * wp + dj + m]
+            _fill_planes(x[b], pt, pl, wp, xs)
+            _fill_planes(g[b], 0, 0, wp, gs)
+            for c in range(cin):
+                for di in range(kh):
+                    for dj in range(kw):
+                        xo = xs[c, di * wp + dj:di * wp + dj + m]
+                        for o in range(0, cout4, 4):  # four dot products per pass: each x load used 4x
+                            g0, g1, g2, g3 = gs[o], gs[o + 1], gs[o + 2], gs[o + 3]
+                            s0 = s1 = s2 = s3 = dw.dtype.type(0)
+                            for q in range(m):
+                                xv = xo[q]
+                                s0 += g0[q] * xv
+                                s1 += g1[q] * xv
+                                s2 += g2[q] * xv
+                                s3 += g3[q] * xv
+                            p[di, dj, c, o] += s0
+                            p[di, dj, c, o + 1] += s1
+                            p[di, dj, c, o + 2] += s2
+                            p[di, dj, c, o + 3] += s3
+                        for o in range(cout4, cout):
+                            go = gs[o]
                             s = dw.dtype.type(0)
                             for q in range(m):
                                 s += go[q] * xo[q]
@@ -401,7 +456,7 @@ def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks):
 def conv2d_s1_kernel_grad(x, g, pt, pl, dw):
     """dw[di, dj, c, o] = sum_{n, i, j} x[n, i - pt + di, j - pl + dj, c] * g[n, i, j, o]: the kernel
     gradient of :func:`conv2d_s1` for the output gradient g (N, ho, wo, Cout); fills ``dw``."""
-    return _conv2d_s1_kernel_grad(x, g, pt, pl, dw, max(1, min(numba.get_num_threads(), x.shape[0])))
+    return _conv2d_s1_kernel_grad(x, g, pt, pl, dw, _chunks(x.shape[0]))
 
 
 def conv2d_s1_kernel_grad_ref(x, g, pt, pl, dw):
