@@ -336,52 +336,61 @@ def _fill_planes(xb, pt, pl, wp, xs):
                 xs[ch, q] = xb[y, xx, ch]
 
 
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _conv_planes(xs, w, zs, wp, m):
+    """zs[o] = sum over c, di, dj of w[di, dj, c, o] * xs[c][di*wp + dj:][:m], any kernel size:
+    one tap per sweep, four output planes per sweep (every x load feeds four FMAs), then the
+    remaining planes with four input channels per sweep."""
+    kh, kw, cin, cout = w.shape
+    cin4, cout4 = cin - cin % 4, cout - cout % 4
+    for o in range(0, cout4, 4):  # four output planes per pass: every x load feeds four FMAs
+        z0, z1, z2, z3 = zs[o], zs[o + 1], zs[o + 2], zs[o + 3]
+        for c in range(cin):
+            for di in range(kh):
+                for dj in range(kw):
+                    wt = w[di, dj, c]
+                    w0, w1, w2, w3 = wt[o], wt[o + 1], wt[o + 2], wt[o + 3]
+                    xo = xs[c, di * wp + dj:di * wp + dj + m]
+                    if c == 0 and di == 0 and dj == 0:  # the first tap sets, saving a zero fill
+                        for q in range(m):
+                            z0[q], z1[q], z2[q], z3[q] = w0 * xo[q], w1 * xo[q], w2 * xo[q], w3 * xo[q]
+                    else:
+                        for q in range(m):
+                            xv = xo[q]
+                            z0[q] += w0 * xv
+                            z1[q] += w1 * xv
+                            z2[q] += w2 * xv
+                            z3[q] += w3 * xv
+    for o in range(cout4, cout):  # the other planes one at a time, four input channels per pass
+        zo = zs[o]
+        zo[:] = 0
+        for di in range(kh):
+            for dj in range(kw):
+                off, wt = di * wp + dj, w[di, dj, :, o]
+                for c in range(0, cin4, 4):
+                    w0, w1, w2, w3 = wt[c], wt[c + 1], wt[c + 2], wt[c + 3]
+                    x0, x1 = xs[c, off:off + m], xs[c + 1, off:off + m]
+                    x2, x3 = xs[c + 2, off:off + m], xs[c + 3, off:off + m]
+                    for q in range(m):
+                        zo[q] += w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q]
+                for c in range(cin4, cin):
+                    wv = wt[c]
+                    xo = xs[c, off:off + m]
+                    for q in range(m):
+                        zo[q] += wv * xo[q]
+
+
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
 def _conv2d_s1(x, w, pt, pl, ho, wo, out, chunks):
     n, _, _, cin = x.shape
     kh, kw, _, cout = w.shape
     wp, m = wo + kw - 1, ho * (wo + kw - 1)
-    cin4, cout4 = cin - cin % 4, cout - cout % 4
     for t in prange(chunks):  # a chunk of images per thread, with its own planes
         xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)  # one spare row: junk columns read past the end
         zs = np.empty((cout, m), dtype=out.dtype)
         for b in range(t * n // chunks, (t + 1) * n // chunks):
             _fill_planes(x[b], pt, pl, wp, xs)
-            for o in range(0, cout4, 4):  # four output planes per pass: every x load feeds four FMAs
-                z0, z1, z2, z3 = zs[o], zs[o + 1], zs[o + 2], zs[o + 3]
-                for c in range(cin):
-                    for di in range(kh):
-                        for dj in range(kw):
-                            wt = w[di, dj, c]
-                            w0, w1, w2, w3 = wt[o], wt[o + 1], wt[o + 2], wt[o + 3]
-                            xo = xs[c, di * wp + dj:di * wp + dj + m]
-                            if c == 0 and di == 0 and dj == 0:  # the first tap sets, saving a zero fill
-                                for q in range(m):
-                                    z0[q], z1[q], z2[q], z3[q] = w0 * xo[q], w1 * xo[q], w2 * xo[q], w3 * xo[q]
-                            else:
-                                for q in range(m):
-                                    xv = xo[q]
-                                    z0[q] += w0 * xv
-                                    z1[q] += w1 * xv
-                                    z2[q] += w2 * xv
-                                    z3[q] += w3 * xv
-            for o in range(cout4, cout):  # the other planes one at a time, four input channels per pass
-                zo = zs[o]
-                zo[:] = 0
-                for di in range(kh):
-                    for dj in range(kw):
-                        off, wt = di * wp + dj, w[di, dj, :, o]
-                        for c in range(0, cin4, 4):
-                            w0, w1, w2, w3 = wt[c], wt[c + 1], wt[c + 2], wt[c + 3]
-                            x0, x1 = xs[c, off:off + m], xs[c + 1, off:off + m]
-                            x2, x3 = xs[c + 2, off:off + m], xs[c + 3, off:off + m]
-                            for q in range(m):
-                                zo[q] += w0 * x0[q] + w1 * x1[q] + w2 * x2[q] + w3 * x3[q]
-                        for c in range(cin4, cin):
-                            wv = wt[c]
-                            xo = xs[c, off:off + m]
-                            for q in range(m):
-                                zo[q] += wv * xo[q]
+            _conv_planes(xs, w, zs, wp, m)
             ob = out[b]  # back to channels-last, dropping the junk columns
             for i in range(ho):
                 for j in range(wo):
