@@ -79,6 +79,21 @@ def test_conv2d_modes_agree(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_conv2d_backward_follows_the_inference_forward():
+    # 8 -> 8 trains through im2col but infers directly; a backward after forward(training=False)
+    # must still be the gradient of what that forward computed
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 5, 8))
+    g = rng.standard_normal((2, 6, 5, 8))
+    layer = Conv2D(8, 3, padding="same", activation="relu", dtype=np.float64)
+    layer.build(x.shape[1:], np.random.default_rng(0))
+    assert layer.direct_inference_mode and not layer.direct_mode
+    infer = (layer.forward(x).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy())
+    train = (layer.forward(x, True), layer.backward(g), layer.grads["kernel"])
+    for a, b in zip(infer, train):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_conv2d_same_with_uneven_padding_gradcheck():
     passes(Conv2D(2, (4, 4), padding="same"), (6, 5, 2))  # total pad 3: 1 before, 2 after
     passes(Conv2D(2, (2, 2), strides=2, padding="same"), (7, 7, 1))
