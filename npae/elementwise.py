@@ -170,18 +170,18 @@ def _sigmoid_bce(z, t, grad, one, inv_n):
     rows, cols = z.shape
     row_sums = np.empty(rows, dtype=np.float64)
     for i in prange(rows):
-        s, prod = 0.0, 1.0
-        for j in range(cols):
-            v, y = z[i, j], t[i, j]
-            e = exp_nonpos(-abs(v))
-            s += max(v, 0) - v * y
-            prod *= 1.0 + e
-            if j % 32 == 31:
-                s += np.log(prod)
-                prod = 1.0
-            r = one / (one + e)
-            grad[i, j] = ((r if v >= 0 else e * r) - y) * inv_n
-        row_sums[i] = s + np.log(prod)
+        s = 0.0
+        for j0 in range(0, cols, 32):  # blocks of 32: a branch-free inner loop that vectorises
+            prod = 1.0
+            for j in range(j0, min(j0 + 32, cols)):
+                v, y = z[i, j], t[i, j]
+                e = exp_nonpos(-abs(v))
+                s += max(v, 0) - v * y
+                prod *= 1.0 + e
+                r = one / (one + e)
+                grad[i, j] = ((r if v >= 0 else e * r) - y) * inv_n
+            s += np.log(prod)
+        row_sums[i] = s
     total = 0.0
     for i in range(rows):  # in order: the same sum on every run
         total += row_sums[i]
