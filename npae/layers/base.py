@@ -10,6 +10,10 @@ Layers with an ``activation`` split the work: ``forward`` = activation(linear pa
 ``backward`` = ``backward_linear(activation'(a) * grad)`` plus the bias gradient. A model whose last
 layer ends in a sigmoid and whose loss is binary cross-entropy uses ``forward_logits`` and
 ``backward_logits`` (dL/dz directly) instead.
+
+Results (outputs and input gradients) are new arrays, except while a Model's own methods run the
+layer (``reuse_buffers``): then they live in buffers the layer keeps, and a layer may overwrite a
+gradient it was handed, because the model never reads either again.
 """
 
 from __future__ import annotations
