@@ -267,7 +267,8 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
                 layers[i].needs_input_grad = i > 0
                 t = time.perf_counter()
                 fused_last = model._fused and i == len(layers) - 1
-                grad = layers[i].backward_logits(grad) if fused_last else layers[i].backward(grad)
+                overwrite = i < len(layers) - 1 or model._fused
+                grad = layers[i].backward_logits(grad) if fused_last else layers[i].backward(grad, overwrite)
                 bwd[i] += time.perf_counter() - t
             t = time.perf_counter()
             model.optimizer.step(params, grads)

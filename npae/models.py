@@ -175,7 +175,9 @@ class Model:
                 grad = self.loss.backward()
             for i in range(len(layers) - 1, -1, -1):
                 layers[i].needs_input_grad = i > 0  # nobody needs dL/dx of the first layer
-                grad = layers[i].backward(grad)
+                # a gradient from the layer above is used once and may be overwritten; the loss's
+                # (when unfused) stays what loss.backward() returns
+                grad = layers[i].backward(grad, overwrite_grad=i < len(layers) - 1 or self._fused)
         return value
 
     def train_on_batch(self, x: np.ndarray, y: np.ndarray) -> float:

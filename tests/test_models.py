@@ -125,6 +125,22 @@ def test_results_handed_out_are_never_overwritten_later(name):
     assert not any(layer.reuse_buffers for layer in ae.layers) and not ae.loss.reuse_buffers
 
 
+def test_compute_gradients_leaves_the_loss_gradient_and_says_when_a_forward_is_needed():
+    ae = autoencoders.BUILDERS["multilayer"](seed=0)[0]  # MSE: the loss gradient is not fused
+    x = np.random.default_rng(1).random((5, 784), dtype=np.float32)
+    ae.compute_gradients(x, x)
+    np.testing.assert_allclose(ae.loss.backward(), 2 * (ae.forward(x) - x) / x.size, rtol=1e-5, atol=1e-9)
+    conv = autoencoders.BUILDERS["denoising"](seed=0)[0]
+    xc = np.random.default_rng(2).random((2, 28, 28, 1), dtype=np.float32)
+    conv.compute_gradients(xc, xc)  # its 32 -> 32 layers reuse the patch matrix for its gradient
+    layer = next(lyr for lyr in conv.layers if isinstance(lyr, Conv2D) and not lyr.direct_mode)
+    g = np.ones((2, *layer.output_shape), np.float32)
+    with pytest.raises(RuntimeError, match="new forward pass"):
+        layer.backward(g)
+    layer.forward(np.random.default_rng(3).random((2, *layer.input_shape), dtype=np.float32), True)
+    assert layer.backward(g).shape == (2, *layer.input_shape)
+
+
 def test_same_seed_gives_bit_identical_training():
     def run():
         ae, _, _ = autoencoders.convolutional(filters=(4, 2, 2), seed=11)

@@ -12,8 +12,9 @@ layer ends in a sigmoid and whose loss is binary cross-entropy uses ``forward_lo
 ``backward_logits`` (dL/dz directly) instead.
 
 Results (outputs and input gradients) are new arrays, except while a Model's own methods run the
-layer (``reuse_buffers``): then they live in buffers the layer keeps, and a layer may overwrite a
-gradient it was handed, because the model never reads either again.
+layer (``reuse_buffers``): then they live in buffers the layer keeps, because the model reads each
+one before the layer runs again. ``backward(grad_out, overwrite_grad=True)`` lets a layer use
+``grad_out`` itself as scratch (the model passes it for gradients that came from another layer).
 """
 
 from __future__ import annotations
@@ -171,14 +172,15 @@ class Layer:
         self._out = None
         return z2.reshape((x.shape[0], *self.output_shape))
 
-    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
-        """dL/dx from dL/d(output); fills ``self.grads``. Adds the activity penalty's gradient."""
+    def backward(self, grad_out: np.ndarray, overwrite_grad: bool = False) -> np.ndarray | None:
+        """dL/dx from dL/d(output); fills ``self.grads``. Adds the activity penalty's gradient.
+        With ``overwrite_grad`` the caller will not read ``grad_out`` again and it may be reused."""
         if self.activity_regularizer is not None:
-            grad_out = grad_out + self.activity_regularizer.gradient(self._out)
+            grad_out = grad_out + self.activity_regularizer.gradient(self._out)  # a new array
+            overwrite_grad = True
         g2 = grad_out.reshape(self._out2.shape)
         if self.activation.code != 0:  # dL/dz = dL/da * act'(a), from the kept output a
-            # inside a Model the incoming gradient is a buffer nobody reads again: overwrite it
-            dz = g2 if self.reuse_buffers else self.workspace("grad_z", g2.shape, g2.dtype)
+            dz = g2 if overwrite_grad else self.workspace("grad_z", g2.shape, g2.dtype)
             g2 = elementwise.act_backward(g2, self._out2, self.activation.code, dz)
         return self._backward_z2(g2)
 

@@ -135,6 +135,9 @@ class Conv2D(Layer):
             w_flip = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, Cout, Cin)
             dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
             return kernels.conv2d_s1(g4, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx)
+        if self._cols is None:
+            raise RuntimeError(f"{self.name}: backward needs a new forward pass (the last one's patch matrix "
+                               "was reused for its gradient inside a model)")
         w2 = kernel.reshape(-1, cout)
         np.matmul(self._cols.T, g2, out=self.grads["kernel"].reshape(w2.shape))  # (K, Cout)
         if not self.needs_input_grad:
@@ -143,7 +146,9 @@ class Conv2D(Layer):
         # forward refills it), so dP takes its place: one 58 MB matrix per 32->32 layer, not two
         dcols = self._cols if self.reuse_buffers else self.workspace("grad_cols", self._cols.shape, g2.dtype)
         np.matmul(g2, w2.T, out=dcols)
-        n = self._cols.shape[0] // (ho * wo)
+        n = dcols.shape[0] // (ho * wo)
+        if dcols is self._cols:
+            self._cols = None
         dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
         return kernels.col2im(dcols, n, h, w, cin, *self._window(), dx)
 

@@ -22,7 +22,7 @@ class InputLayer(Layer):
     def forward(self, x, training=False):
         return self._check_input(x)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, overwrite_grad=False):
         return grad_out
 
     def get_config(self):
@@ -127,7 +127,7 @@ class Flatten(Layer):
         x = self._check_input(x)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, overwrite_grad=False):
         return grad_out.reshape((grad_out.shape[0], *self.input_shape))
 
 
@@ -158,7 +158,7 @@ class Reshape(Layer):
         x = self._check_input(x)
         return x.reshape((x.shape[0], *self.output_shape))
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, overwrite_grad=False):
         return grad_out.reshape((grad_out.shape[0], *self.input_shape))
 
     def get_config(self):

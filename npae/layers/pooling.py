@@ -43,7 +43,7 @@ class MaxPooling2D(Layer):
                                                     self.result_buffer("out", shape, x.dtype))
         return out
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, overwrite_grad=False):
         dx = self.result_buffer("dx", (grad_out.shape[0], *self.input_shape), grad_out.dtype)
         return kernels.maxpool_backward(grad_out, self._argmax, *self.input_shape[:2], dx)
 
@@ -81,7 +81,7 @@ class UpSampling2D(Layer):
         out = self.result_buffer("out", (x.shape[0], *self.output_shape), x.dtype)
         return kernels.upsample_forward(x, *self.size, out)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, overwrite_grad=False):
         dx = self.result_buffer("dx", (grad_out.shape[0], *self.input_shape), grad_out.dtype)
         return kernels.upsample_backward(grad_out, *self.size, dx)
 
