@@ -67,6 +67,14 @@ def window_geometry(n: int, k: int, s: int, padding: str) -> tuple[int, int, int
     raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
 
 
+def _into(out, result):
+    """The twins' ``out=`` convention: ``result`` itself, or copied into ``out`` (same shape)."""
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
 def _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo):
     """Bottom and right padding that make ho x wo windows fit (for the NumPy twins)."""
     return max((ho - 1) * sh + kh - h - pt, 0), max((wo - 1) * sw + kw - w - pl, 0)
@@ -109,10 +117,7 @@ def im2col_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
     for di in range(kh):
         for dj in range(kw):
             cols[:, :, :, di, dj, :] = xp[:, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw, :]
-    if out is None:
-        return cols.reshape(n * ho * wo, kh * kw * c)
-    out[...] = cols.reshape(out.shape)
-    return out
+    return _into(out, cols.reshape(n * ho * wo, kh * kw * c))
 
 
 # col2im: the adjoint of im2col. Every column entry is added back to the pixel it was copied from;
@@ -149,10 +154,7 @@ def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
     for di in range(kh):
         for dj in range(kw):
             dxp[:, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw, :] += c6[:, :, :, di, dj, :]
-    if out is None:
-        return dxp[:, pt:pt + h, pl:pl + w, :].copy()
-    out[...] = dxp[:, pt:pt + h, pl:pl + w, :]
-    return out
+    return _into(out, np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + w, :]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,13 +217,7 @@ def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None, out=
     y = np.arange(ho)[None, :, None, None] * sh - pt + k // kw
     xx = np.arange(wo)[None, None, :, None] * sw - pl + k % kw
     argmax = (y * w + xx).astype(np.int32)
-    if argmax_out is not None:
-        argmax_out[...] = argmax
-        argmax = argmax_out
-    if out is None:
-        return win_max.astype(x.dtype), argmax
-    out[...] = win_max
-    return out, argmax
+    return _into(out, win_max.astype(x.dtype)), _into(argmax_out, argmax)
 
 
 @_jit
@@ -247,10 +243,7 @@ def maxpool_backward_ref(grad, argmax, h, w, out=None):
     b = np.arange(n)[:, None, None, None]
     ch = np.arange(c)[None, None, None, :]
     np.add.at(dx, (np.broadcast_to(b, grad.shape), argmax, np.broadcast_to(ch, grad.shape)), grad)
-    if out is None:
-        return dx.reshape(n, h, w, c)
-    out[...] = dx.reshape(n, h, w, c)
-    return out
+    return _into(out, dx.reshape(n, h, w, c))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,11 +267,7 @@ def upsample_forward(x, sh, sw, out=None):
 def upsample_forward_ref(x, sh, sw, out=None):
     """NumPy twin of :func:`upsample_forward`. ``out`` (both versions): the (N, H*sh, W*sw, C)
     array to fill instead of a new one."""
-    up = np.repeat(np.repeat(x, sh, axis=1), sw, axis=2)
-    if out is None:
-        return up
-    out[...] = up
-    return out
+    return _into(out, np.repeat(np.repeat(x, sh, axis=1), sw, axis=2))
 
 
 @_jit
@@ -301,11 +290,7 @@ def upsample_backward_ref(grad, sh, sw, out=None):
     """NumPy twin of :func:`upsample_backward`. ``out`` (both versions): the (N, H/sh, W/sw, C)
     array to fill instead of a new one."""
     n, hh, ww, c = grad.shape
-    dx = grad.reshape(n, hh // sh, sh, ww // sw, sw, c).sum(axis=(2, 4))
-    if out is None:
-        return dx
-    out[...] = dx
-    return out
+    return _into(out, grad.reshape(n, hh // sh, sh, ww // sw, sw, c).sum(axis=(2, 4)))
 
 
 # ----------------------------------------------------------------------------------------------

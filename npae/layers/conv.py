@@ -144,11 +144,12 @@ class Conv2D(Layer):
             return None
         # dP (N*Ho*Wo, K). Inside a Model the patch matrix is dead once dW is formed (the next
         # forward refills it), so dP takes its place: one 58 MB matrix per 32->32 layer, not two
-        dcols = self._cols if self.reuse_buffers else self.workspace("grad_cols", self._cols.shape, g2.dtype)
+        if self.reuse_buffers:
+            dcols, self._cols = self._cols, None
+        else:
+            dcols = self.workspace("grad_cols", self._cols.shape, g2.dtype)
         np.matmul(g2, w2.T, out=dcols)
         n = dcols.shape[0] // (ho * wo)
-        if dcols is self._cols:
-            self._cols = None
         dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
         return kernels.col2im(dcols, n, h, w, cin, *self._window(), dx)
 
