@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, as in Keras), channels-last: im2col + one GEMM, or direct.
+"""2-D convolution (cross-correlation, as in Keras), channels-last: im2col + GEMM, or direct.
 
 Shapes: x (N, H, W, Cin), kernel (kh, kw, Cin, Cout), bias (Cout,), z and a (N, Ho, Wo, Cout).
 With K = kh*kw*Cin, im2col turns x into the patch matrix P (N*Ho*Wo, K) whose column order
@@ -9,6 +9,10 @@ without any transpose:
     backward: dW = P^T G                         (K, Cout)  -> reshaped to (kh, kw, Cin, Cout)
               dbias = sum over rows of G         (Cout,)
               dP = G W^T;  dx = col2im(dP)       (N, H, W, Cin)   (scatter-add of the patches)
+
+P is never built whole: a block of rows (a few images, ``patch_chunk_bytes``) is built and used at
+once, while it is in cache. Z and dP split into the same row blocks, and dW = sum over blocks b of
+P_b^T G_b. The backward pass rebuilds each block from the kept input x.
 
 Output size per axis (see ``kernels.window_geometry``): 'valid' floor((n - k) / s) + 1,
 'same' ceil(n / s) with TensorFlow's padding (odd pixel at the bottom/right).
@@ -106,6 +110,11 @@ class Conv2D(Layer):
         (e.g. 16x16 8->16 valid: 3.3 vs 5.5 ms per 256 images) but not on 32->32 (12.5 vs 5.0)."""
         return self.direct_mode or (self.strides == (1, 1) and self.input_shape[2] * self.filters <= 128)
 
+    #: im2col builds the patch matrix a few images at a time, about this many bytes per chunk, and
+    #: each chunk's GEMM runs while it is still in cache. Measured on 14x14 32->32 (K = 288, batch
+    #: 256): forward + backward 39 -> 27 ms (median of 9), and 4 MB of patches instead of 58 MB.
+    patch_chunk_bytes: int = 4 * 2**20
+
     def forward_linear(self, x, training):
         kh, kw, cin, cout = self.params["kernel"].shape
         ho, wo, pt, pl = self._geom
@@ -115,10 +124,15 @@ class Conv2D(Layer):
             self._x = x  # (N, H, W, Cin)
             z = self.result_buffer("z", (x.shape[0], ho, wo, cout), x.dtype)
             return kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z).reshape(-1, cout)
-        cols = self.workspace("cols", (x.shape[0] * ho * wo, kh * kw * cin), x.dtype)
-        self._cols = kernels.im2col(x, *self._window(), cols)  # (N*Ho*Wo, K), reused buffer
-        z = self.result_buffer("z", (cols.shape[0], cout), x.dtype)
-        return np.matmul(self._cols, self.params["kernel"].reshape(-1, cout), out=z)  # (N*Ho*Wo, Cout)
+        n, rows, w2 = x.shape[0], ho * wo, self.params["kernel"].reshape(-1, cout)
+        chunks = self._image_chunks(n, x.dtype)
+        cols = self._patch_buffer(chunks, x.dtype)
+        z = self.result_buffer("z", (n * rows, cout), x.dtype)  # (N*Ho*Wo, Cout)
+        for s, e in chunks:  # Z[chunk] = P[chunk] W, with P[chunk] built just before, still in cache
+            p = kernels.im2col(x[s:e], *self._window(), cols[:(e - s) * rows])
+            np.matmul(p, w2, out=z[s * rows:e * rows])
+        self._x, self._patches = x, (s, e, p)  # the buffer still holds the last chunk's patches
+        return z
 
     def backward_linear(self, g2):
         # g2 = dL/dz as (N*Ho*Wo, Cout); the base class has already taken dL/dbias from it
@@ -135,23 +149,44 @@ class Conv2D(Layer):
             w_flip = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, Cout, Cin)
             dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
             return kernels.conv2d_s1(g4, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx)
-        if self._cols is None:
-            raise RuntimeError(f"{self.name}: backward needs a new forward pass (the last one's patch matrix "
-                               "was reused for its gradient inside a model)")
-        w2 = kernel.reshape(-1, cout)
-        np.matmul(self._cols.T, g2, out=self.grads["kernel"].reshape(w2.shape))  # (K, Cout)
-        if not self.needs_input_grad:
-            return None
-        # dP (N*Ho*Wo, K). Inside a Model the patch matrix is dead once dW is formed (the next
-        # forward refills it), so dP takes its place: one 58 MB matrix per 32->32 layer, not two
-        if self.reuse_buffers:
-            dcols, self._cols = self._cols, None
-        else:
-            dcols = self.workspace("grad_cols", self._cols.shape, g2.dtype)
-        np.matmul(g2, w2.T, out=dcols)
-        n = dcols.shape[0] // (ho * wo)
-        dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
-        return kernels.col2im(dcols, n, h, w, cin, *self._window(), dx)
+        # dW = sum over chunks of P[chunk]^T G[chunk]; dP[chunk] = G[chunk] W^T -> col2im. Each chunk's
+        # patches are rebuilt from the kept input (cheap, and in cache), except the last chunk's,
+        # which the forward pass left in the buffer: so the chunks go in reverse order
+        n, rows, w2 = self._x.shape[0], ho * wo, kernel.reshape(-1, cout)
+        chunks = self._image_chunks(n, g2.dtype)
+        cols = self._patch_buffer(chunks, g2.dtype)
+        dw, dw_part = self.grads["kernel"].reshape(w2.shape), self.workspace("dw_part", w2.shape, g2.dtype)
+        dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype) if self.needs_input_grad else None
+        kept, self._patches = self._patches, None  # the buffer is overwritten below
+        for i, (s, e) in enumerate(reversed(chunks)):
+            if kept is not None and kept[:2] == (s, e):
+                p = kept[2]
+            else:
+                p = kernels.im2col(self._x[s:e], *self._window(), cols[:(e - s) * rows])
+            g_chunk = g2[s * rows:e * rows]
+            np.matmul(p.T, g_chunk, out=dw_part if i else dw)  # (K, Cout)
+            if i:
+                dw += dw_part
+            if dx is not None:
+                dp = np.matmul(g_chunk, w2.T, out=p)  # dP (chunk rows, K) replaces P in the buffer
+                kernels.col2im(dp, e - s, h, w, cin, *self._window(), dx[s:e])
+        return dx
+
+    def _patch_width(self) -> int:
+        kh, kw, cin, _ = self.params["kernel"].shape
+        return kh * kw * cin  # K, one patch
+
+    def _image_chunks(self, n: int, dtype) -> list[tuple[int, int]]:
+        """Image ranges [s, e) whose patch matrix is about ``patch_chunk_bytes`` (at least one image)."""
+        ho, wo, _, _ = self._geom
+        step = max(1, self.patch_chunk_bytes // (ho * wo * self._patch_width() * np.dtype(dtype).itemsize))
+        return [(s, min(s + step, n)) for s in range(0, n, step)]
+
+    def _patch_buffer(self, chunks, dtype) -> np.ndarray:
+        """The kept buffer for one chunk's patch matrix (and then its gradient), (rows, K)."""
+        ho, wo, _, _ = self._geom
+        s, e = chunks[0]
+        return self.workspace("cols", ((e - s) * ho * wo, self._patch_width()), dtype)
 
     def get_config(self):
         names = [n if isinstance(n, str) else "glorot_uniform" for n in self._init_names]
