@@ -8,13 +8,10 @@ corrupted download leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 __all__ = ["DownloadError", "download_verified", "md5_of"]
 
@@ -51,6 +48,8 @@ def _progress(filename: str, done: int, total: int | None, start: float, stream)
 
 def _fetch(url: str, dest_dir: str, filename: str, md5: str, timeout: float, stream) -> str:
     """Download one URL into dest_dir/filename; raise OSError/ValueError with a reason on failure."""
+    import urllib.request
+
     fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=dest_dir)
     try:
         digest, done, start = hashlib.md5(), 0, time.perf_counter()
@@ -81,6 +80,9 @@ def download_verified(filename: str, mirrors: list[str], md5: str, dest_dir: str
 
     Returns the final path. Raises :class:`DownloadError` listing every mirror's failure.
     """
+    import http.client  # imported here, not with npae: urllib pulls in ssl (~50 ms, ~2 MB)
+    import urllib.error
+
     stream = stream or sys.stderr
     attempts = []
     for base in mirrors:
