@@ -263,12 +263,9 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
                 fwd[i] += time.perf_counter() - t
             (model._logit_loss if model._fused else model.loss).forward(out, x)
             grad = (model._logit_loss if model._fused else model.loss).backward()
-            for i in range(len(layers) - 1, -1, -1):
-                layers[i].needs_input_grad = i > 0
-                t = time.perf_counter()
-                fused_last = model._fused and i == len(layers) - 1
-                overwrite = i < len(layers) - 1 or model._fused
-                grad = layers[i].backward_logits(grad) if fused_last else layers[i].backward(grad, overwrite)
+            for i, (layer, from_logits, overwrite) in zip(range(len(layers) - 1, -1, -1), model._backward_steps()):
+                t = time.perf_counter()  # the backward pass exactly as compute_gradients runs it
+                grad = model._layer_backward(layer, grad, from_logits, overwrite)
                 bwd[i] += time.perf_counter() - t
             t = time.perf_counter()
             model.optimizer.step(params, grads)

@@ -142,6 +142,51 @@ def test_compute_gradients_leaves_the_loss_gradient_and_a_second_backward_works(
         np.testing.assert_array_equal(a, b)
 
 
+def test_backward_shares_a_few_gradient_arrays_and_keeps_them():
+    ae = autoencoders.BUILDERS["convolutional"](seed=0)[0]
+    x = np.random.default_rng(4).random((3, 28, 28, 1), dtype=np.float32)
+    ae.compute_gradients(x, x)
+    grads = [g.copy() for g in ae.gradients().values()]
+    arrays = list(ae._gradient_arrays.arrays)
+    one_each = sum(3 * np.prod(layer.input_shape) for layer in ae.layers[2:])  # every layer but the first
+    assert sum(a.size for a in arrays) < 0.6 * one_each
+    ae.compute_gradients(x, x)  # the same picks: no new arrays, and the same gradients
+    assert [id(a) for a in ae._gradient_arrays.arrays] == [id(a) for a in arrays]
+    for a, b in zip(grads, ae.gradients().values()):
+        np.testing.assert_array_equal(a, b)
+    assert all(layer.lent is None for layer in ae.layers)
+    # the im2col layers' patch blocks share one scratch array too (the gradient checks of the
+    # convolutional model fail if a layer reuses patches another layer has overwritten)
+    assert all(layer.scratch is ae._scratch for layer in ae.layers[1:])
+    assert ae._scratch.array.size == 3 * 14 * 14 * (3 * 3 * 8)  # the largest block: 16x16x8 -> 14x14
+
+
+def test_gradient_arrays_never_hand_out_the_busy_one_and_fit_sizes_within_2x():
+    from npae.models import _GradientArrays
+
+    pool = _GradientArrays()
+    a = pool.pick(100, np.float32, busy=np.zeros(1))
+    b = pool.pick(100, np.float32, busy=a)  # a holds the gradient being read: never a
+    assert b is not a and not np.may_share_memory(a, b)
+    assert pool.pick(60, np.float32, busy=b[10:]) is a  # a view of b is b too
+    assert pool.pick(40, np.float32, busy=b).size == 40  # a (100) is more than twice 40: a new one
+    assert pool.pick(100, np.float64, busy=b).dtype == np.float64
+    assert len(pool.arrays) == 4
+
+
+@pytest.mark.parametrize("last", ["dense", "flatten"])
+def test_predict_fills_its_result_whatever_the_last_layer(last):
+    # the last layer writes into predict's result, unless it returns a view of its input
+    inp = Input(shape=(4, 4, 1))
+    h = Conv2D(2, 3, padding="same", activation="relu")(inp)
+    h = Flatten()(h)
+    model = Model(inp, Dense(5, activation="sigmoid")(h) if last == "dense" else h)
+    x = np.random.default_rng(5).random((7, 4, 4, 1), dtype=np.float32)
+    pred = model.predict(x, batch_size=3)
+    np.testing.assert_allclose(pred, model.forward(x), rtol=1e-6, atol=1e-7)
+    assert model.layers[-1].lent is None
+
+
 def test_same_seed_gives_bit_identical_training():
     def run():
         ae, _, _ = autoencoders.convolutional(filters=(4, 2, 2), seed=11)

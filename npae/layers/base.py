@@ -13,7 +13,8 @@ layer ends in a sigmoid and whose loss is binary cross-entropy uses ``forward_lo
 
 Results (outputs and input gradients) are new arrays, except while a Model's own methods run the
 layer (``reuse_buffers``): then they live in buffers the layer keeps, because the model reads each
-one before the layer runs again. ``backward(grad_out, overwrite_grad=True)`` lets a layer use
+one before the layer runs again, or in arrays the model lends (``lent``: predict's output, and the
+input gradients, which share a few arrays across layers). ``backward(grad_out, overwrite_grad=True)`` lets a layer use
 ``grad_out`` itself as scratch (the model passes it for gradients that came from another layer).
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from .. import activations, elementwise, regularizers
 
-__all__ = ["Layer", "to_pair"]
+__all__ = ["Layer", "Scratch", "to_pair"]
 
 _name_counts: Counter = Counter()
 
@@ -38,6 +39,36 @@ def _unique_name(cls_name: str) -> str:
     n = _name_counts[base]
     _name_counts[base] += 1
     return base if n == 0 else f"{base}_{n}"
+
+
+class Scratch:
+    """Scratch memory for a layer's internal use within one call (im2col's patch blocks), which
+    the layers of a model share, as they run one at a time: one flat array, grown when needed.
+    ``owner`` is the layer that took it last, so a layer can tell whether what it left there is
+    still there."""
+
+    def __init__(self):
+        self.array: np.ndarray | None = None
+        self.owner: Layer | None = None
+
+    def take(self, owner: Layer, shape: tuple[int, ...], dtype) -> np.ndarray:
+        size = math.prod(shape)
+        if self.array is None or self.array.size < size or self.array.dtype != dtype:
+            self.array = np.empty(size, dtype=dtype)
+        self.owner = owner
+        return self.array[:size].reshape(shape)
+
+
+_ones_by_dtype: dict[np.dtype, np.ndarray] = {}
+
+
+def _ones(rows: int, dtype) -> np.ndarray:
+    """A read-only vector of ``rows`` ones, one kept per dtype for all layers (grown when needed)."""
+    buf = _ones_by_dtype.get(np.dtype(dtype))
+    if buf is None or buf.size < rows:
+        buf = _ones_by_dtype[np.dtype(dtype)] = np.ones(rows, dtype=dtype)
+        buf.flags.writeable = False
+    return buf[:rows]
 
 
 def to_pair(value, name: str) -> tuple[int, int]:
@@ -62,6 +93,11 @@ class Layer:
     # Set by a Model while its own methods (compute_gradients, evaluate, predict) run the layer:
     # they consume every result before the layer runs again, so results may live in kept buffers.
     reuse_buffers: bool = False
+    # Arrays a Model lends for one call, by result name: {"out": ...} (predict's output slice) or
+    # {"dx": ...} (an array shared by the layers' input gradients). Flat and contiguous.
+    lent: dict[str, np.ndarray] | None = None
+    # Internal scratch memory; a Model gives all its layers the same one (``Scratch``).
+    scratch: Scratch | None = None
 
     def __init__(self, name: str | None = None, dtype=None, activation=None, activity_regularizer=None,
                  input_shape: tuple[int, ...] | None = None):
@@ -136,20 +172,24 @@ class Layer:
             buf = ws[name] = np.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
 
+    def take_scratch(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """Scratch memory for use within this call only (shared with the model's other layers)."""
+        if self.scratch is None:
+            self.scratch = Scratch()
+        return self.scratch.take(self, shape, np.dtype(dtype))
+
     def result_buffer(self, name: str, shape: tuple[int, ...], dtype=None) -> np.ndarray:
-        """An array for a result handed to the caller (an output or an input gradient): a kept
-        workspace while ``reuse_buffers`` is set, else a new array. Reusing saves the page faults
-        of fresh memory: a new 13 MB output costs ~3,200 of them, about 2 ms, every step."""
+        """An array for a result handed to the caller, ``name`` "out" (the output) or "dx" (the
+        input gradient): the array the model lent for it, else a kept workspace while
+        ``reuse_buffers`` is set, else a new array. Reusing saves the page faults of fresh
+        memory: a new 13 MB output costs ~3,200 of them, about 2 ms, every step."""
+        dtype = np.dtype(dtype or self.dtype)
+        lent = self.lent.get(name) if self.lent else None
+        if lent is not None and lent.dtype == dtype and lent.size >= math.prod(shape):
+            return lent[:math.prod(shape)].reshape(shape)
         if self.reuse_buffers:
             return self.workspace(name, shape, dtype)
-        return np.empty(shape, dtype=dtype or self.dtype)
-
-    def _ones(self, rows: int, dtype) -> np.ndarray:
-        """A vector of ``rows`` ones, made once and kept (filled only when it has to grow)."""
-        buf = self.__dict__.get("_ones_buf")
-        if buf is None or buf.size < rows or buf.dtype != dtype:
-            buf = self._ones_buf = np.ones(rows, dtype=dtype)
-        return buf[:rows]
+        return np.empty(shape, dtype=dtype)
 
     def _bias(self) -> np.ndarray:
         bias = self.params.get("bias")
@@ -190,7 +230,7 @@ class Layer:
 
     def _backward_z2(self, g2: np.ndarray) -> np.ndarray | None:
         if "bias" in self.params:  # dL/dbias = sum over rows = ones^T g2, as a GEMV (6x faster here
-            np.dot(self._ones(g2.shape[0], g2.dtype), g2, out=self.grads["bias"])  # than np.sum(axis=0))
+            np.dot(_ones(g2.shape[0], g2.dtype), g2, out=self.grads["bias"])  # than np.sum(axis=0))
         return self.backward_linear(g2)
 
     def regularization_loss(self) -> float:

@@ -122,16 +122,16 @@ class Conv2D(Layer):
         self._direct = self.direct_mode if training else self.direct_inference_mode
         if self._direct:
             self._x = x  # (N, H, W, Cin)
-            z = self.result_buffer("z", (x.shape[0], ho, wo, cout), x.dtype)
+            z = self.result_buffer("out", (x.shape[0], ho, wo, cout), x.dtype)
             return kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z).reshape(-1, cout)
         n, rows, w2 = x.shape[0], ho * wo, self.params["kernel"].reshape(-1, cout)
         chunks = self._image_chunks(n, x.dtype)
-        cols = self._patch_buffer(chunks, x.dtype)
-        z = self.result_buffer("z", (n * rows, cout), x.dtype)  # (N*Ho*Wo, Cout)
+        cols = self._patch_buffer(chunks, x.dtype)  # (block rows, K)
+        z = self.result_buffer("out", (n * rows, cout), x.dtype)  # (N*Ho*Wo, Cout)
         for s, e in chunks:  # Z[chunk] = P[chunk] W, with P[chunk] built just before, still in cache
             p = kernels.im2col(x[s:e], *self._window(), cols[:(e - s) * rows])
             np.matmul(p, w2, out=z[s * rows:e * rows])
-        self._x, self._patches = x, (s, e, p)  # the buffer still holds the last chunk's patches
+        self._x, self._patches = x, (s, e, p)  # the scratch still holds the last block's patches
         return z
 
     def backward_linear(self, g2):
@@ -154,10 +154,12 @@ class Conv2D(Layer):
         # which the forward pass left in the buffer: so the chunks go in reverse order
         n, rows, w2 = self._x.shape[0], ho * wo, kernel.reshape(-1, cout)
         chunks = self._image_chunks(n, g2.dtype)
+        # the last block's patches, if no other layer has used the scratch memory since
+        kept = self._patches if self.scratch is not None and self.scratch.owner is self else None
+        self._patches = None  # the scratch is overwritten below
         cols = self._patch_buffer(chunks, g2.dtype)
         dw, dw_part = self.grads["kernel"].reshape(w2.shape), self.workspace("dw_part", w2.shape, g2.dtype)
         dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype) if self.needs_input_grad else None
-        kept, self._patches = self._patches, None  # the buffer is overwritten below
         for i, (s, e) in enumerate(reversed(chunks)):
             if kept is not None and kept[:2] == (s, e):
                 p = kept[2]
@@ -183,10 +185,10 @@ class Conv2D(Layer):
         return [(s, min(s + step, n)) for s in range(0, n, step)]
 
     def _patch_buffer(self, chunks, dtype) -> np.ndarray:
-        """The kept buffer for one chunk's patch matrix (and then its gradient), (rows, K)."""
+        """Scratch memory for one block's patch matrix (and then its gradient), (rows, K)."""
         ho, wo, _, _ = self._geom
         s, e = chunks[0]
-        return self.workspace("cols", ((e - s) * ho * wo, self._patch_width()), dtype)
+        return self.take_scratch(((e - s) * ho * wo, self._patch_width()), dtype)
 
     def get_config(self):
         names = [n if isinstance(n, str) else "glorot_uniform" for n in self._init_names]

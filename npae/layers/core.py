@@ -68,7 +68,7 @@ class Dense(Layer):
 
     def forward_linear(self, x, training):
         self._x = x  # (N, in), kept for dL/dkernel
-        z = self.result_buffer("z", (x.shape[0], self.units), x.dtype)
+        z = self.result_buffer("out", (x.shape[0], self.units), x.dtype)
         return np.matmul(x, self.params["kernel"], out=z)  # (N, units); the base adds bias and activation
 
     def backward_linear(self, grad_z):
@@ -91,7 +91,7 @@ class Activation(Layer):
         super().__init__(name=name, dtype=dtype, activation=activation, input_shape=input_shape)
 
     def forward_linear(self, x, training):
-        z = self.result_buffer("z", (x.size // x.shape[-1], x.shape[-1]), x.dtype)
+        z = self.result_buffer("out", (x.size // x.shape[-1], x.shape[-1]), x.dtype)
         np.copyto(z, x.reshape(z.shape))
         return z  # (rows, last axis); the base applies the activation
 
