@@ -249,24 +249,25 @@ def _rounds(name: str, engines: list[str], repeats: int, seconds: float, n: int,
 
 def layer_profile(model, x, steps: int = 10) -> list[dict]:
     """Mean forward and backward time per layer (ms) over ``steps`` training steps, plus the
-    optimizer step as its own row."""
+    optimizer step as its own row. An UpSampling2D that the next Conv2D reads on the fly
+    (``Model._forward_steps``) shows 0: its work is in that row."""
     layers = model._layers
     fwd, bwd, opt_t = np.zeros(len(layers)), np.zeros(len(layers)), 0.0
     params, grads = model.parameters(), model.gradients()
-    with model._reusing_buffers():  # as in compute_gradients: results go to kept buffers
+    row = {id(layer): i for i, layer in enumerate(layers)}
+    with model._reusing_buffers():  # the steps exactly as compute_gradients runs them
         for _ in range(steps):
             out = x
-            for i, layer in enumerate(layers):
+            for layer, from_logits in model._forward_steps(True, model._fused):
                 t = time.perf_counter()
-                last_logits = model._fused and i == len(layers) - 1
-                out = layer.forward_logits(out, True) if last_logits else layer.forward(out, True)
-                fwd[i] += time.perf_counter() - t
+                out = layer.forward_logits(out, True) if from_logits else layer.forward(out, True)
+                fwd[row[id(layer)]] += time.perf_counter() - t
             (model._logit_loss if model._fused else model.loss).forward(out, x)
             grad = (model._logit_loss if model._fused else model.loss).backward()
-            for i, (layer, from_logits, overwrite) in zip(range(len(layers) - 1, -1, -1), model._backward_steps()):
-                t = time.perf_counter()  # the backward pass exactly as compute_gradients runs it
+            for layer, from_logits, overwrite in model._backward_steps():
+                t = time.perf_counter()
                 grad = model._layer_backward(layer, grad, from_logits, overwrite)
-                bwd[i] += time.perf_counter() - t
+                bwd[row[id(layer)]] += time.perf_counter() - t
             t = time.perf_counter()
             model.optimizer.step(params, grads)
             opt_t += time.perf_counter() - t

@@ -306,6 +306,9 @@ def upsample_backward_ref(grad, sh, sw, out=None):
 # kw - 1 extra columns per output row are junk and dropped when writing back to channels-last.
 # (Loops index slices from 0 upward: a computed, possibly negative index costs Numba a
 # wrap-around check per element, which stops vectorisation; measured 10x slower.)
+# UpSampling2D followed by a direct Conv2D never forms the upsampled image: the planes are filled
+# from the small one (``up``), and the input gradient sums each block as it is written back
+# (``down``), which is the upsampling's own backward pass.
 # ----------------------------------------------------------------------------------------------
 @numba.njit(cache=True)
 def _fill_planes(xb, pt, pl, wp, xs):
@@ -319,6 +322,41 @@ def _fill_planes(xb, pt, pl, wp, xs):
             q = (y + pt) * wp + xx + pl
             for ch in range(c):
                 xs[ch, q] = xb[y, xx, ch]
+
+
+@numba.njit(cache=True)
+def _fill_planes_upsampled(xb, uh, uw, pt, pl, wp, xs):
+    """:func:`_fill_planes` for the image xb (h, w, C) upsampled by (uh, uw) (nearest neighbour),
+    without forming it: plane pixel (y, x) comes from xb[y // uh, x // uw]."""
+    h, w, c = xb.shape
+    hp = xs.shape[1] // wp
+    for y in range(min(h * uh, hp - pt)):
+        src = xb[y // uh]
+        for xx in range(min(w * uw, wp - pl)):
+            q = (y + pt) * wp + xx + pl
+            for ch in range(c):
+                xs[ch, q] = src[xx // uw, ch]
+
+
+@numba.njit(cache=True)
+def _store_planes(zs, wp, ob, dh, dw):
+    """Planes zs (C, ho*wp) back to channels-last ob, dropping the junk columns; with (dh, dw) not
+    (1, 1), ob is (ho/dh, wo/dw, C) and each dh x dw block of outputs is summed into one pixel
+    (the adjoint of upsampling the input by (dh, dw))."""
+    c = zs.shape[0]
+    if dh == 1 and dw == 1:
+        ho, wo, _ = ob.shape
+        for i in range(ho):
+            for j in range(wo):
+                for oo in range(c):
+                    ob[i, j, oo] = zs[oo, i * wp + j]
+        return
+    hs, ws, _ = ob.shape
+    ob[...] = 0
+    for i in range(hs * dh):
+        for j in range(ws * dw):
+            for oo in range(c):
+                ob[i // dh, j // dw, oo] += zs[oo, i * wp + j]
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
@@ -366,7 +404,7 @@ def _conv_planes(xs, w, zs, wp, m):
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv2d_s1(x, w, pt, pl, ho, wo, out, chunks):
+def _conv2d_s1(x, w, pt, pl, ho, wo, out, chunks, uh, uw, dh, dw):
     n, _, _, cin = x.shape
     kh, kw, _, cout = w.shape
     wp, m = wo + kw - 1, ho * (wo + kw - 1)
@@ -374,20 +412,24 @@ def _conv2d_s1(x, w, pt, pl, ho, wo, out, chunks):
         xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)  # one spare row: junk columns read past the end
         zs = np.empty((cout, m), dtype=out.dtype)
         for b in range(t * n // chunks, (t + 1) * n // chunks):
-            _fill_planes(x[b], pt, pl, wp, xs)
+            if uh == 1 and uw == 1:
+                _fill_planes(x[b], pt, pl, wp, xs)
+            else:
+                _fill_planes_upsampled(x[b], uh, uw, pt, pl, wp, xs)
             _conv_planes(xs, w, zs, wp, m)
-            ob = out[b]  # back to channels-last, dropping the junk columns
-            for i in range(ho):
-                for j in range(wo):
-                    for oo in range(cout):
-                        ob[i, j, oo] = zs[oo, i * wp + j]
+            _store_planes(zs, wp, out[b], dh, dw)
     return out
 
 
-def conv2d_s1(x, w, pt, pl, ho, wo, out):
+def conv2d_s1(x, w, pt, pl, ho, wo, out, up=(1, 1), down=(1, 1)):
     """Stride-1 convolution of x (N, H, W, Cin) with w (kh, kw, Cin, Cout), padding pt above and
-    pl left (the rest of the padding follows from ho, wo); fills and returns out (N, ho, wo, Cout)."""
-    return _conv2d_s1(x, w, pt, pl, ho, wo, out, _chunks(x.shape[0]))
+    pl left (the rest of the padding follows from ho, wo); fills and returns out (N, ho, wo, Cout).
+
+    ``up`` = (uh, uw): convolve x upsampled by that factor (nearest neighbour, as UpSampling2D)
+    without forming it; H, W, pt, pl, ho, wo then refer to the upsampled image. ``down`` = (dh, dw):
+    sum each dh x dw block of the result, out (N, ho/dh, wo/dw, Cout) (the input gradient of a
+    convolution whose input was upsampled by ``down``)."""
+    return _conv2d_s1(x, w, pt, pl, ho, wo, out, _chunks(x.shape[0]), *up, *down)
 
 
 def _chunks(n: int) -> int:
@@ -395,16 +437,18 @@ def _chunks(n: int) -> int:
     return max(1, min(numba.get_num_threads(), n))
 
 
-def conv2d_s1_ref(x, w, pt, pl, ho, wo, out):
-    """NumPy twin of :func:`conv2d_s1`: im2col, then one GEMM. ``out`` (N, ho, wo, Cout) is filled
-    and returned (both versions)."""
+def conv2d_s1_ref(x, w, pt, pl, ho, wo, out, up=(1, 1), down=(1, 1)):
+    """NumPy twin of :func:`conv2d_s1`: upsample, im2col, one GEMM, block sums. ``out`` (N, ho, wo,
+    Cout), or (N, ho/dh, wo/dw, Cout) with ``down``, is filled and returned (both versions)."""
     kh, kw, cin, cout = w.shape
-    out[...] = (im2col_ref(x, kh, kw, 1, 1, pt, pl, ho, wo) @ w.reshape(-1, cout)).reshape(out.shape)
+    x = x.repeat(up[0], axis=1).repeat(up[1], axis=2)
+    z = (im2col_ref(x, kh, kw, 1, 1, pt, pl, ho, wo) @ w.reshape(-1, cout)).reshape(len(x), ho, wo, cout)
+    out[...] = z.reshape(len(x), ho // down[0], down[0], wo // down[1], down[1], cout).sum(axis=(2, 4))
     return out
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks):
+def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks, uh, uw):
     n, _, _, cin = x.shape
     _, ho, wo, cout = g.shape
     kh, kw = dw.shape[0], dw.shape[1]
@@ -416,7 +460,10 @@ def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks):
         xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)
         gs = np.zeros((cout, m), dtype=g.dtype)  # the junk columns stay zero, so they add nothing
         for b in range(t * n // chunks, (t + 1) * n // chunks):
-            _fill_planes(x[b], pt, pl, wp, xs)
+            if uh == 1 and uw == 1:
+                _fill_planes(x[b], pt, pl, wp, xs)
+            else:
+                _fill_planes_upsampled(x[b], uh, uw, pt, pl, wp, xs)
             _fill_planes(g[b], 0, 0, wp, gs)
             for c in range(cin):
                 for di in range(kh):
@@ -447,15 +494,17 @@ def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks):
     return dw
 
 
-def conv2d_s1_kernel_grad(x, g, pt, pl, dw):
+def conv2d_s1_kernel_grad(x, g, pt, pl, dw, up=(1, 1)):
     """dw[di, dj, c, o] = sum_{n, i, j} x[n, i - pt + di, j - pl + dj, c] * g[n, i, j, o]: the kernel
-    gradient of :func:`conv2d_s1` for the output gradient g (N, ho, wo, Cout); fills ``dw``."""
-    return _conv2d_s1_kernel_grad(x, g, pt, pl, dw, _chunks(x.shape[0]))
+    gradient of :func:`conv2d_s1` for the output gradient g (N, ho, wo, Cout); fills ``dw``. With
+    ``up``, x is taken upsampled by that factor, as in :func:`conv2d_s1`."""
+    return _conv2d_s1_kernel_grad(x, g, pt, pl, dw, _chunks(x.shape[0]), *up)
 
 
-def conv2d_s1_kernel_grad_ref(x, g, pt, pl, dw):
-    """NumPy twin of :func:`conv2d_s1_kernel_grad`: P^T G with P from im2col."""
+def conv2d_s1_kernel_grad_ref(x, g, pt, pl, dw, up=(1, 1)):
+    """NumPy twin of :func:`conv2d_s1_kernel_grad`: P^T G with P from im2col of the upsampled x."""
     kh, kw, cin, cout = dw.shape
     _, ho, wo, _ = g.shape
+    x = x.repeat(up[0], axis=1).repeat(up[1], axis=2)
     dw[...] = (im2col_ref(x, kh, kw, 1, 1, pt, pl, ho, wo).T @ g.reshape(-1, cout)).reshape(dw.shape)
     return dw

@@ -176,6 +176,40 @@ def test_direct_conv_matches_twins_and_its_adjoints(dtype):
         assert np.isclose(zg, np.sum(wt * dw, dtype=np.float64), rtol=1e-4), where
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_direct_conv_of_an_upsampled_input_matches_twins_and_adjoints(dtype):
+    # conv2d_s1(x, up=u) = conv2d_s1(upsampled x); its input gradient with down=u sums the blocks
+    rng = np.random.default_rng(6)
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-12}
+    for case in range(12):
+        up = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        hs, ws, cin, cout = (int(v) for v in rng.integers(1, [5, 5, 6, 6]))
+        n = 2
+        kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        h, w = hs * up[0], ws * up[1]
+        padding = "valid" if case % 2 and h >= kh and w >= kw else "same"
+        ho, pt, _ = K.window_geometry(h, kh, 1, padding)
+        wo, pl, _ = K.window_geometry(w, kw, 1, padding)
+        x = rng.standard_normal((n, hs, ws, cin)).astype(dtype)
+        wt = rng.standard_normal((kh, kw, cin, cout)).astype(dtype)
+        g = rng.standard_normal((n, ho, wo, cout)).astype(dtype)
+        where = f"case {case}: x {x.shape} up {up} kernel {wt.shape} {padding}"
+        z = K.conv2d_s1(x, wt, pt, pl, ho, wo, np.empty((n, ho, wo, cout), dtype), up=up)
+        big = x.repeat(up[0], axis=1).repeat(up[1], axis=2)
+        np.testing.assert_allclose(z, K.conv2d_s1_ref(big, wt, pt, pl, ho, wo, np.empty_like(z)), **tol, err_msg=where)
+        np.testing.assert_allclose(z, K.conv2d_s1_ref(x, wt, pt, pl, ho, wo, np.empty_like(z), up=up), **tol)
+        dw = K.conv2d_s1_kernel_grad(x, g, pt, pl, np.empty_like(wt), up=up)
+        np.testing.assert_allclose(dw, K.conv2d_s1_kernel_grad_ref(big, g, pt, pl, np.empty_like(wt)), **tol,
+                                   err_msg=where)
+        np.testing.assert_allclose(dw, K.conv2d_s1_kernel_grad_ref(x, g, pt, pl, np.empty_like(wt), up=up), **tol)
+        w_flip = np.ascontiguousarray(wt[::-1, ::-1].transpose(0, 1, 3, 2))
+        dx = np.full_like(x, np.nan)  # every pixel written
+        K.conv2d_s1(g, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx, down=up)
+        np.testing.assert_allclose(dx, K.conv2d_s1_ref(g, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, np.empty_like(x),
+                                                       down=up), **tol, err_msg=where)
+        assert np.isclose(np.sum(z * g, dtype=np.float64), np.sum(x * dx, dtype=np.float64), rtol=1e-4), where
+
+
 def test_window_geometry_rules():
     assert K.window_geometry(28, 3, 1, "same") == (28, 1, 1)
     assert K.window_geometry(16, 3, 1, "valid") == (14, 0, 0)

@@ -154,6 +154,8 @@ def test_backward_shares_a_few_gradient_arrays_and_keeps_them():
     assert [id(a) for a in ae._gradient_arrays.arrays] == [id(a) for a in arrays]
     for a, b in zip(grads, ae.gradients().values()):
         np.testing.assert_array_equal(a, b)
+    ae.compute_gradients(x[:1], x[:1])  # a smaller last batch: no new arrays either
+    assert [id(a) for a in ae._gradient_arrays.arrays] == [id(a) for a in arrays]
     assert all(layer.lent is None for layer in ae.layers)
     # the im2col layers' patch blocks share one scratch array too (the gradient checks of the
     # convolutional model fail if a layer reuses patches another layer has overwritten)
@@ -164,13 +166,14 @@ def test_backward_shares_a_few_gradient_arrays_and_keeps_them():
 def test_gradient_arrays_never_hand_out_the_busy_one_and_fit_sizes_within_2x():
     from npae.models import _GradientArrays
 
-    pool = _GradientArrays()
-    a = pool.pick(100, np.float32, busy=np.zeros(1))
-    b = pool.pick(100, np.float32, busy=a)  # a holds the gradient being read: never a
+    pool, one, two, three = _GradientArrays(), Dense(1), Dense(1), Dense(1)
+    a = pool.pick(one, 100, np.float32, busy=np.zeros(1))
+    b = pool.pick(two, 100, np.float32, busy=a)  # a holds the gradient being read: never a
     assert b is not a and not np.may_share_memory(a, b)
-    assert pool.pick(60, np.float32, busy=b[10:]) is a  # a view of b is b too
-    assert pool.pick(40, np.float32, busy=b).size == 40  # a (100) is more than twice 40: a new one
-    assert pool.pick(100, np.float64, busy=b).dtype == np.float64
+    assert pool.pick(three, 60, np.float32, busy=b[10:]) is a  # a view of b is b too
+    assert pool.pick(three, 40, np.float32, busy=b) is a  # what it got last time, as it still fits
+    assert pool.pick(one, 40, np.float32, busy=a).size == 40  # b (100) is more than twice 40: a new one
+    assert pool.pick(two, 100, np.float64, busy=b).dtype == np.float64
     assert len(pool.arrays) == 4
 
 
@@ -185,6 +188,28 @@ def test_predict_fills_its_result_whatever_the_last_layer(last):
     pred = model.predict(x, batch_size=3)
     np.testing.assert_allclose(pred, model.forward(x), rtol=1e-6, atol=1e-7)
     assert model.layers[-1].lent is None
+
+
+@pytest.mark.parametrize("name", ["convolutional", "denoising"])
+def test_upsampling_read_by_the_next_conv_gives_the_layer_by_layer_numbers(name):
+    # inside compute_gradients/predict an UpSampling2D before a direct Conv2D is not run on its
+    # own; the public forward and a hand-written backward through every layer must agree with it
+    ae = autoencoders.BUILDERS[name](seed=0)[0].astype(np.float64)
+    x = np.random.default_rng(6).random((3, 28, 28, 1))
+    value = ae.compute_gradients(x, x)
+    fused = {k: g.copy() for k, g in ae.gradients().items()}
+    ran = [layer for layer, _ in ae._steps]
+    skipped = [layer for layer in ae.layers[1:] if layer not in ran]
+    assert skipped and all(type(layer).__name__ == "UpSampling2D" for layer in skipped)
+    np.testing.assert_allclose(ae.predict(x, batch_size=2), ae.forward(x), rtol=1e-12, atol=1e-12)
+    out = ae.forward(x, training=True)  # every layer, upsampling included
+    assert all(not getattr(layer, "upsampled_input", None) for layer in ae.layers)
+    assert np.isclose(ae.loss.forward(out, x), value, rtol=1e-12)
+    grad = ae.loss.backward()
+    for i in range(len(ae.layers) - 1, 0, -1):
+        grad = ae.layers[i].backward(grad)
+    for k, g in ae.gradients().items():
+        np.testing.assert_allclose(g, fused[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
 def test_same_seed_gives_bit_identical_training():

@@ -25,6 +25,11 @@ convolution on zero-padded planes, and the backward pass is two more such sums:
     dx = conv2d_s1(g, W_flipped) with padding (kh-1-pt, kw-1-pl),
          W_flipped[a', b', o, c] = kernel[kh-1-a', kw-1-b', c, o]   (the adjoint of a correlation
          is a correlation with the kernel turned 180 degrees and its channel axes swapped)
+
+Inside a Model, an UpSampling2D right before a direct Conv2D is not run on its own: the convolution
+reads the small image as if upsampled (``upsampled_input``), and its input gradient sums each
+upsampled block, which is UpSampling2D's backward pass. The same numbers, without the upsampled
+tensor and its gradient (28x28x32 in the denoiser: 26 MB each per batch of 256).
 """
 
 from __future__ import annotations
@@ -110,20 +115,41 @@ class Conv2D(Layer):
         (e.g. 16x16 8->16 valid: 3.3 vs 5.5 ms per 256 images) but not on 32->32 (12.5 vs 5.0)."""
         return self.direct_mode or (self.strides == (1, 1) and self.input_shape[2] * self.filters <= 128)
 
+    #: Set by a Model that runs an UpSampling2D(size) and this layer as one step (only when this
+    #: layer runs direct): the input is then the small image (N, H/uh, W/uw, Cin), read upsampled on
+    #: the fly, and the input gradient is with respect to it. None: an ordinary input.
+    upsampled_input: tuple[int, int] | None = None
+
     #: im2col builds the patch matrix a few images at a time, about this many bytes per chunk, and
     #: each chunk's GEMM runs while it is still in cache. Measured on 14x14 32->32 (K = 288, batch
     #: 256): forward + backward 39 -> 27 ms (median of 9), and 4 MB of patches instead of 58 MB.
     patch_chunk_bytes: int = 4 * 2**20
 
+    def runs_direct(self, training: bool) -> bool:
+        """Whether a forward pass with this ``training`` flag takes the direct kernel."""
+        return self.direct_mode if training else self.direct_inference_mode
+
+    def _check_input(self, x):
+        if self.upsampled_input is None:
+            return super()._check_input(x)
+        (uh, uw), (h, w, c) = self.upsampled_input, self.input_shape
+        if np.ndim(x) != 4 or np.shape(x)[1:] != (h // uh, w // uw, c):
+            raise ValueError(f"{self.name}: expected input of shape (batch, {h // uh}, {w // uw}, {c}) to upsample by "
+                             f"{(uh, uw)}, got {np.shape(x)}")
+        x = np.asarray(x)
+        return x if x.dtype == self.dtype else x.astype(self.dtype)
+
     def forward_linear(self, x, training):
         kh, kw, cin, cout = self.params["kernel"].shape
         ho, wo, pt, pl = self._geom
         # the backward pass follows whichever way the forward pass went
-        self._direct = self.direct_mode if training else self.direct_inference_mode
+        self._direct, self._up = self.runs_direct(training), self.upsampled_input or (1, 1)
         if self._direct:
-            self._x = x  # (N, H, W, Cin)
+            self._x = x  # (N, H, W, Cin), or (N, H/uh, W/uw, Cin) when upsampled on the fly
             z = self.result_buffer("out", (x.shape[0], ho, wo, cout), x.dtype)
-            return kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z).reshape(-1, cout)
+            return kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z, up=self._up).reshape(-1, cout)
+        if self._up != (1, 1):
+            raise RuntimeError(f"{self.name}: an upsampled input needs the direct kernel (runs_direct)")
         n, rows, w2 = x.shape[0], ho * wo, self.params["kernel"].reshape(-1, cout)
         chunks = self._image_chunks(n, x.dtype)
         cols = self._patch_buffer(chunks, x.dtype)  # (block rows, K)
@@ -143,12 +169,12 @@ class Conv2D(Layer):
         if self._direct:
             n = self._x.shape[0]
             g4 = g2.reshape(n, ho, wo, cout)
-            kernels.conv2d_s1_kernel_grad(self._x, g4, pt, pl, self.grads["kernel"])
+            kernels.conv2d_s1_kernel_grad(self._x, g4, pt, pl, self.grads["kernel"], up=self._up)
             if not self.needs_input_grad:
                 return None
             w_flip = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, Cout, Cin)
-            dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
-            return kernels.conv2d_s1(g4, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx)
+            dx = self.result_buffer("dx", (n, h // self._up[0], w // self._up[1], cin), g2.dtype)
+            return kernels.conv2d_s1(g4, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx, down=self._up)
         # dW = sum over chunks of P[chunk]^T G[chunk]; dP[chunk] = G[chunk] W^T -> col2im. Each chunk's
         # patches are rebuilt from the kept input (cheap, and in cache), except the last chunk's,
         # which the forward pass left in the buffer: so the chunks go in reverse order
