@@ -25,7 +25,7 @@ from numba import prange
 __all__ = [
     "window_geometry",
     "im2col", "im2col_ref", "col2im", "col2im_ref",
-    "maxpool_forward", "maxpool_forward_ref", "maxpool_backward", "maxpool_backward_ref",
+    "argmax_dtype", "maxpool_forward", "maxpool_forward_ref", "maxpool_backward", "maxpool_backward_ref",
     "upsample_forward", "upsample_forward_ref", "upsample_backward", "upsample_backward_ref",
     "conv2d_s1", "conv2d_s1_ref", "conv2d_s1_kernel_grad", "conv2d_s1_kernel_grad_ref",
 ]
@@ -158,55 +158,71 @@ def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# Max pooling. Padding counts as -inf, so it never wins. argmax holds, per output, the flat
-# index y*W + x of the winning input pixel; ties go to the first in row-major window order.
+# Max pooling. Padding counts as -inf, so it never wins; ties go to the first in row-major window
+# order. argmax holds, per output, where the winner sits in its window: dy << s | dx, in a uint8
+# with s = 4 when the window fits in 16 x 16 (the tutorial's 2 x 2: a quarter of an int32's
+# memory), else in an int32 with s = 16 (see argmax_dtype). The backward pass adds the window's
+# origin (i*sh - pt, j*sw - pl) back.
 # ----------------------------------------------------------------------------------------------
-@_jit
+def argmax_dtype(kh: int, kw: int) -> np.dtype:
+    """The dtype of max pooling's argmax for a kh x kw window: uint8 up to 16 x 16, else int32."""
+    return np.dtype(np.uint8 if max(kh, kw) <= 16 else np.int32)
+
+
 def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None, out=None):
+    """Max over each window of x (N, H, W, C): returns (out, argmax), both (N, ho, wo, C), argmax of
+    ``argmax_dtype(kh, kw)``. ``argmax_out`` and ``out``: arrays to fill instead of new ones."""
+    n, _, _, c = x.shape
+    argmax = np.empty((n, ho, wo, c), argmax_dtype(kh, kw)) if argmax_out is None else argmax_out
+    out = np.empty((n, ho, wo, c), x.dtype) if out is None else out
+    _maxpool_forward(x, kh, kw, sh, sw, pt, pl, argmax, out)
+    return out, argmax
+
+
+@_jit
+def _maxpool_forward(x, kh, kw, sh, sw, pt, pl, argmax, out):
     n, h, w, c = x.shape
-    out = np.empty((n, ho, wo, c), dtype=x.dtype) if out is None else out
-    argmax = np.empty((n, ho, wo, c), dtype=np.int32) if argmax_out is None else argmax_out
+    _, ho, wo, _ = out.shape
+    s = 4 if argmax.itemsize == 1 else 16  # the bits of dx in the code dy << s | dx
     for b in prange(n):
         for i in range(ho):
-            y0, y1 = max(i * sh - pt, 0), min(i * sh - pt + kh, h)  # the window's rows inside the image
+            wy = i * sh - pt  # the window's top row (negative inside the padding)
+            y0, y1 = max(wy, 0), min(wy + kh, h)  # its rows inside the image
             for j in range(wo):
-                x0, x1 = max(j * sw - pl, 0), min(j * sw - pl + kw, w)
+                wx = j * sw - pl
+                x0, x1 = max(wx, 0), min(wx + kw, w)
                 o, a = out[b, i, j], argmax[b, i, j]  # (C,) each
                 if y1 - y0 == 2 and x1 - x0 == 2 and kh == 2 and kw == 2:
                     # the common 2x2 window, whole: the running max stays in registers and the
                     # channel loop vectorises (2-9x faster than the general loop below)
                     p00, p01, p10, p11 = x[b, y0, x0], x[b, y0, x0 + 1], x[b, y0 + 1, x0], x[b, y0 + 1, x0 + 1]
-                    k00 = y0 * w + x0
                     for ch in range(c):
-                        m, k = p00[ch], k00
+                        m, k = p00[ch], 0
                         if p01[ch] > m:
-                            m, k = p01[ch], k00 + 1
+                            m, k = p01[ch], 1
                         if p10[ch] > m:
-                            m, k = p10[ch], k00 + w
+                            m, k = p10[ch], 1 << s
                         if p11[ch] > m:
-                            m, k = p11[ch], k00 + w + 1
+                            m, k = p11[ch], (1 << s) | 1
                         o[ch], a[ch] = m, k
                     continue
                 # any other window: start from the first real pixel (padding is -inf and never
                 # wins), then scan it with the contiguous channel loop innermost
                 for ch in range(c):
                     o[ch] = x[b, y0, x0, ch]
-                    a[ch] = y0 * w + x0
+                    a[ch] = (y0 - wy) << s | (x0 - wx)
                 for y in range(y0, y1):
                     for xx in range(x0, x1):
-                        k = y * w + xx
+                        k = (y - wy) << s | (xx - wx)
                         for ch in range(c):
                             v = x[b, y, xx, ch]
                             if v > o[ch]:
                                 o[ch] = v
                                 a[ch] = k
-    return out, argmax
 
 
 def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None, out=None):
-    """NumPy twin of :func:`maxpool_forward`: pad with -inf, view every window, take argmax.
-    ``argmax_out`` and ``out`` (both versions): an int32 and an x-dtype (N, ho, wo, C) array to
-    fill instead of new ones."""
+    """NumPy twin of :func:`maxpool_forward`: pad with -inf, view every window, take argmax."""
     n, h, w, c = x.shape
     pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-np.inf)
@@ -214,35 +230,67 @@ def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None, out=
     flat = win.reshape(n, ho, wo, c, kh * kw)  # (N, ho, wo, C, kh*kw)
     k = flat.argmax(axis=-1)
     win_max = np.take_along_axis(flat, k[..., None], axis=-1)[..., 0]
-    y = np.arange(ho)[None, :, None, None] * sh - pt + k // kw
-    xx = np.arange(wo)[None, None, :, None] * sw - pl + k % kw
-    argmax = (y * w + xx).astype(np.int32)
+    dtype = argmax_dtype(kh, kw)
+    s = 4 if dtype.itemsize == 1 else 16
+    argmax = ((k // kw) << s | (k % kw)).astype(dtype)
     return _into(out, win_max.astype(x.dtype)), _into(argmax_out, argmax)
 
 
 @_jit
-def maxpool_backward(grad, argmax, h, w, out=None):
+def _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx):
     n, ho, wo, c = grad.shape
-    dx = (np.empty((n, h, w, c), dtype=grad.dtype) if out is None else out).reshape(n, h * w, c)
+    _, h, w, _ = dx.shape
+    s = 4 if argmax.itemsize == 1 else 16
+    zero = dx.dtype.type(0)
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and pt == 0 and pl == 0:
+        # the tutorial's pooling: every input pixel has at most one window, (y // 2, x // 2), where
+        # its code is (y % 2) << s | x % 2. Written once each, no zero fill and no scatter: the
+        # channel loop vectorises (3.9 -> 1.5 ms for 256 x 28 x 28 x 32 here)
+        for b in prange(n):
+            for y in range(h):
+                for xx in range(w):
+                    o = dx[b, y, xx]
+                    i, j = y >> 1, xx >> 1
+                    if i >= ho or j >= wo:  # 'valid' with an odd size: the last row/column
+                        o[:] = zero
+                        continue
+                    code = argmax.dtype.type((y & 1) << s | (xx & 1))  # compared in argmax's own type
+                    g, a = grad[b, i, j], argmax[b, i, j]
+                    for ch in range(c):
+                        o[ch] = g[ch] if a[ch] == code else zero
+        return dx
+    flat = dx.reshape(n, h * w, c)
     for b in prange(n):  # overlapping windows may share a winner: per-image threads, no race
-        dxb = dx[b]  # (h*w, C): argmax is already the flat pixel index, no division needed
+        dxb = flat[b]  # (h*w, C)
         dxb[...] = 0
         for i in range(ho):
             for j in range(wo):
-                g, k = grad[b, i, j], argmax[b, i, j]
+                g, a = grad[b, i, j], argmax[b, i, j]
+                wy, wx = i * sh - pt, j * sw - pl  # the window's top-left
                 for ch in range(c):
-                    dxb[k[ch], ch] += g[ch]
-    return dx.reshape(n, h, w, c)
+                    code = np.int64(a[ch])
+                    dxb[(wy + (code >> s)) * w + wx + (code & ((1 << s) - 1)), ch] += g[ch]
+    return dx
 
 
-def maxpool_backward_ref(grad, argmax, h, w, out=None):
-    """NumPy twin of :func:`maxpool_backward`: one unbuffered ``np.add.at`` scatter. ``out`` (both
-    versions): an (N, h, w, C) array to fill instead of a new one."""
+def maxpool_backward(grad, argmax, h, w, kh, kw, sh, sw, pt, pl, out=None):
+    """dL/dx (N, h, w, C) of max pooling: each output gradient goes to its window's winner
+    (``argmax`` from :func:`maxpool_forward` with the same strides and padding)."""
+    dx = np.empty((grad.shape[0], h, w, grad.shape[3]), grad.dtype) if out is None else out
+    return _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx)
+
+
+def maxpool_backward_ref(grad, argmax, h, w, kh, kw, sh, sw, pt, pl, out=None):
+    """NumPy twin of :func:`maxpool_backward`: decode the winners, one unbuffered ``np.add.at``."""
     n, ho, wo, c = grad.shape
+    s = 4 if argmax.dtype.itemsize == 1 else 16
+    a = argmax.astype(np.int64)
+    y = np.arange(ho)[None, :, None, None] * sh - pt + (a >> s)
+    xx = np.arange(wo)[None, None, :, None] * sw - pl + (a & ((1 << s) - 1))
     dx = np.zeros((n, h * w, c), dtype=grad.dtype)
     b = np.arange(n)[:, None, None, None]
     ch = np.arange(c)[None, None, None, :]
-    np.add.at(dx, (np.broadcast_to(b, grad.shape), argmax, np.broadcast_to(ch, grad.shape)), grad)
+    np.add.at(dx, (np.broadcast_to(b, grad.shape), y * w + xx, np.broadcast_to(ch, grad.shape)), grad)
     return _into(out, dx.reshape(n, h, w, c))
 
 

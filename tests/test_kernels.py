@@ -47,8 +47,9 @@ def test_maxpool_matches_twin(dtype):
         np.testing.assert_array_equal(out, out_r)
         np.testing.assert_array_equal(arg, arg_r)
         g = rng.standard_normal(out.shape).astype(dtype)
-        np.testing.assert_allclose(K.maxpool_backward(g, arg, shape[1], shape[2]),
-                                   K.maxpool_backward_ref(g, arg, shape[1], shape[2]), rtol=1e-6)
+        assert arg.dtype == K.argmax_dtype(*win[:2])
+        np.testing.assert_allclose(K.maxpool_backward(g, arg, shape[1], shape[2], *win[:6]),
+                                   K.maxpool_backward_ref(g, arg, shape[1], shape[2], *win[:6]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("padding", ["valid", "same"])
@@ -56,14 +57,19 @@ def test_maxpool_2x2_fast_path_matches_twin(padding):
     # whole 2x2 windows take the kernel's fast path, the odd last row/column the general one;
     # small integers make ties common (the first in row-major order must win on both paths)
     rng = np.random.default_rng(9)
-    x = rng.integers(0, 3, (3, 7, 8, 5)).astype(np.float32)
+    x = rng.integers(0, 3, (3, 7, 9, 5)).astype(np.float32)
     ho, pt, _ = K.window_geometry(7, 2, 2, padding)
-    wo, pl, _ = K.window_geometry(8, 2, 2, padding)
+    wo, pl, _ = K.window_geometry(9, 2, 2, padding)
     win = (2, 2, 2, 2, pt, pl, ho, wo)
     out, arg = K.maxpool_forward(x, *win)
     out_r, arg_r = K.maxpool_forward_ref(x, *win)
     np.testing.assert_array_equal(out, out_r)
     np.testing.assert_array_equal(arg, arg_r)
+    # its backward's own fast path writes every pixel once (odd last row/column: a window or none)
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    dx = np.full(x.shape, np.nan, np.float32)
+    K.maxpool_backward(g, arg, 7, 9, *win[:6], dx)
+    np.testing.assert_array_equal(dx, K.maxpool_backward_ref(g, arg, 7, 9, *win[:6]))
 
 
 def test_out_buffers_give_the_same_results():
@@ -77,17 +83,17 @@ def test_out_buffers_give_the_same_results():
             np.testing.assert_array_equal(buf, cols)
         out, arg = K.maxpool_forward(x, *win)
         for f in (K.maxpool_forward, K.maxpool_forward_ref):
-            buf, obuf = np.full(arg.shape, -7, np.int32), np.full(out.shape, np.nan, np.float32)
+            buf, obuf = np.full(arg.shape, 99, arg.dtype), np.full(out.shape, np.nan, np.float32)
             out2, arg2 = f(x, *win, buf, obuf)
             assert arg2 is buf and out2 is obuf
             np.testing.assert_array_equal(arg2, arg)
             np.testing.assert_array_equal(out2, out)
         # the backward kernels must overwrite every element of a dirty buffer
         g = rng.standard_normal(out.shape).astype(np.float32)
-        dx = K.maxpool_backward(g, arg, *shape[1:3])
+        dx = K.maxpool_backward(g, arg, *shape[1:3], *win[:6])
         for f in (K.maxpool_backward, K.maxpool_backward_ref):
             buf = np.full(shape, np.nan, np.float32)
-            np.testing.assert_array_equal(f(g, arg, *shape[1:3], buf), dx)
+            np.testing.assert_array_equal(f(g, arg, *shape[1:3], *win[:6], buf), dx)
             np.testing.assert_array_equal(buf, dx)
         gc = rng.standard_normal(cols.shape).astype(np.float32)
         dx = K.col2im(gc, *shape, *win)
@@ -108,10 +114,29 @@ def test_out_buffers_give_the_same_results():
         np.testing.assert_allclose(buf, dx, rtol=1e-6)
 
 
+def test_maxpool_argmax_codes_and_large_windows():
+    # the winner's place in its window, dy << 4 | dx in a uint8; windows over 16 wide use an int32
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    x[0, 3, 2, 0] = 5.0  # in the bottom-right 2x2 window at (1, 0) of it
+    out, arg = K.maxpool_forward(x, 2, 2, 2, 2, 0, 0, 2, 2)
+    assert arg.dtype == np.uint8 and arg[0, 1, 1, 0] == (1 << 4 | 0) and out[0, 1, 1, 0] == 5.0
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 20, 18, 3))
+    win = (17, 3, 1, 2, 8, 1, 20, 9)  # 'same' 17x3 window, stride (1, 2)
+    out, arg = K.maxpool_forward(x, *win)
+    out_r, arg_r = K.maxpool_forward_ref(x, *win)
+    assert arg.dtype == np.int32
+    np.testing.assert_array_equal(out, out_r)
+    np.testing.assert_array_equal(arg, arg_r)
+    g = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(K.maxpool_backward(g, arg, 20, 18, *win[:6]),
+                               K.maxpool_backward_ref(g, arg, 20, 18, *win[:6]), rtol=1e-12)
+
+
 def test_maxpool_ties_send_gradient_to_one_input():
     x = np.zeros((1, 2, 2, 1), np.float64)  # all four inputs tie
     out, arg = K.maxpool_forward(x, 2, 2, 2, 2, 0, 0, 1, 1)
-    dx = K.maxpool_backward(np.ones_like(out), arg, 2, 2)
+    dx = K.maxpool_backward(np.ones_like(out), arg, 2, 2, 2, 2, 2, 2, 0, 0)
     assert dx.sum() == 1.0 and np.count_nonzero(dx) == 1
 
 

@@ -10,8 +10,6 @@ UpSampling2D: out[n, y, x, c] = in[n, y // sh, x // sw, c]; backward sums each s
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import kernels
 from .base import Layer, to_pair
 from .conv import check_padding, image_geometry
@@ -38,14 +36,16 @@ class MaxPooling2D(Layer):
         x = self._check_input(x)
         ho, wo, pt, pl = image_geometry(self, self.input_shape, self.pool_size, self.strides, self.padding)
         shape = (x.shape[0], ho, wo, x.shape[3])
-        argmax = self.workspace("argmax", shape, np.int32)  # reused buffer
+        argmax = self.workspace("argmax", shape, kernels.argmax_dtype(*self.pool_size))  # reused buffer
         out, self._argmax = kernels.maxpool_forward(x, *self.pool_size, *self.strides, pt, pl, ho, wo, argmax,
                                                     self.result_buffer("out", shape, x.dtype))
         return out
 
     def backward(self, grad_out, overwrite_grad=False):
+        _, _, pt, pl = image_geometry(self, self.input_shape, self.pool_size, self.strides, self.padding)
         dx = self.result_buffer("dx", (grad_out.shape[0], *self.input_shape), grad_out.dtype)
-        return kernels.maxpool_backward(grad_out, self._argmax, *self.input_shape[:2], dx)
+        return kernels.maxpool_backward(grad_out, self._argmax, *self.input_shape[:2], *self.pool_size, *self.strides,
+                                        pt, pl, dx)
 
     def kink_state(self):
         return [self._argmax] if getattr(self, "_argmax", None) is not None else []
