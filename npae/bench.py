@@ -258,10 +258,10 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
     with model._reusing_buffers():  # the steps exactly as compute_gradients runs them
         for _ in range(steps):
             out = x
-            for layer, from_logits in model._forward_steps(True, model._fused):
+            for step in model._forward_steps(True, model._fused):
                 t = time.perf_counter()
-                out = layer.forward_logits(out, True) if from_logits else layer.forward(out, True)
-                fwd[row[id(layer)]] += time.perf_counter() - t
+                out = model._layer_forward(out, True, *step)
+                fwd[row[id(step[0])]] += time.perf_counter() - t
             (model._logit_loss if model._fused else model.loss).forward(out, x)
             grad = (model._logit_loss if model._fused else model.loss).backward()
             for layer, from_logits, overwrite in model._backward_steps():

@@ -158,12 +158,13 @@ class Model:
 
     def _forward(self, x: np.ndarray, training: bool, logits: bool, fuse: bool = True) -> np.ndarray:
         out = self._input_layer.forward(x)
-        for layer, from_logits in self._forward_steps(training, logits, fuse):
-            out = layer.forward_logits(out, training=training) if from_logits else layer.forward(out, training=training)
+        for step in self._forward_steps(training, logits, fuse):
+            out = self._layer_forward(out, training, *step)
         return out
 
-    def _forward_steps(self, training: bool, logits: bool, fuse: bool = True) -> list[tuple[Layer, bool]]:
-        """(layer, from_logits) for every layer that runs, in order; kept for the backward pass.
+    def _forward_steps(self, training: bool, logits: bool, fuse: bool = True) -> list[tuple]:
+        """(layer, from_logits, upsampled_input) for every layer that runs, in order; kept for the
+        backward pass.
 
         With ``fuse`` (the model's own methods; ``forward`` runs every layer as it is), an
         UpSampling2D followed by a Conv2D that runs direct is left out and the convolution reads
@@ -171,15 +172,25 @@ class Model:
         upsampled tensor or its gradient."""
         layers, steps = self._layers, []
         for i, layer in enumerate(layers):
-            if isinstance(layer, Conv2D):
-                before = layers[i - 1] if i > 0 else None
-                fused = fuse and isinstance(before, UpSampling2D) and layer.runs_direct(training)
-                layer.upsampled_input = before.size if fused else None
-                if fused:
-                    steps.pop()
-            steps.append((layer, logits and i == len(layers) - 1))
+            before = layers[i - 1] if i > 0 else None
+            up = None
+            if fuse and isinstance(layer, Conv2D) and isinstance(before, UpSampling2D) and layer.runs_direct(training):
+                steps.pop()
+                up = before.size
+            steps.append((layer, logits and i == len(layers) - 1, up))
         self._steps = steps
         return steps
+
+    @staticmethod
+    def _layer_forward(x: np.ndarray, training: bool, layer: Layer, from_logits: bool, up) -> np.ndarray:
+        """One step of :meth:`_forward_steps`."""
+        if up is None:
+            return layer.forward_logits(x, training) if from_logits else layer.forward(x, training)
+        layer.upsampled_input = up
+        try:
+            return layer.forward_logits(x, training) if from_logits else layer.forward(x, training)
+        finally:
+            layer.upsampled_input = None
 
     def compute_loss(self, x: np.ndarray, y: np.ndarray, training: bool = True) -> float:
         """Forward pass, then loss + every activity penalty (the training objective)."""
@@ -206,7 +217,7 @@ class Model:
         returns."""
         steps, last = [], len(self._steps) - 1
         for i in range(last, -1, -1):
-            layer, from_logits = self._steps[i]
+            layer, from_logits, _ = self._steps[i]
             layer.needs_input_grad = i > 0
             steps.append((layer, from_logits, i < last or self._fused))
         return steps

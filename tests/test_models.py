@@ -197,7 +197,8 @@ def test_upsampling_read_by_the_next_conv_gives_the_layer_by_layer_numbers(name)
     x = np.random.default_rng(6).random((3, 28, 28, 1))
     value = ae.compute_gradients(x, x)
     fused = {k: g.copy() for k, g in ae.gradients().items()}
-    ran = [layer for layer, _ in ae._steps]
+    ran = [layer for layer, _, _ in ae._steps]
+    assert all(not getattr(layer, "upsampled_input", None) for layer in ae.layers)  # only during its call
     skipped = [layer for layer in ae.layers[1:] if layer not in ran]
     assert skipped and all(type(layer).__name__ == "UpSampling2D" for layer in skipped)
     np.testing.assert_allclose(ae.predict(x, batch_size=2), ae.forward(x), rtol=1e-12, atol=1e-12)

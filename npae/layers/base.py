@@ -14,8 +14,9 @@ layer ends in a sigmoid and whose loss is binary cross-entropy uses ``forward_lo
 Results (outputs and input gradients) are new arrays, except while a Model's own methods run the
 layer (``reuse_buffers``): then they live in buffers the layer keeps, because the model reads each
 one before the layer runs again, or in arrays the model lends (``lent``: predict's output, and the
-input gradients, which share a few arrays across layers). ``backward(grad_out, overwrite_grad=True)`` lets a layer use
-``grad_out`` itself as scratch (the model passes it for gradients that came from another layer).
+input gradients, which take turns in two arrays). ``backward(grad_out, overwrite_grad=True)`` lets a
+layer use ``grad_out`` itself as scratch (the model passes it for gradients that came from another
+layer). Scratch memory used within one call (``take_scratch``) is shared by a model's layers.
 """
 
 from __future__ import annotations

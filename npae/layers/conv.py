@@ -115,9 +115,10 @@ class Conv2D(Layer):
         (e.g. 16x16 8->16 valid: 3.3 vs 5.5 ms per 256 images) but not on 32->32 (12.5 vs 5.0)."""
         return self.direct_mode or (self.strides == (1, 1) and self.input_shape[2] * self.filters <= 128)
 
-    #: Set by a Model that runs an UpSampling2D(size) and this layer as one step (only when this
-    #: layer runs direct): the input is then the small image (N, H/uh, W/uw, Cin), read upsampled on
-    #: the fly, and the input gradient is with respect to it. None: an ordinary input.
+    #: Set by a Model, for one forward call, when it runs an UpSampling2D(size) and this layer as
+    #: one step (only if this layer runs direct): the input is then the small image (N, H/uh, W/uw,
+    #: Cin), read upsampled on the fly, and the backward pass returns the gradient with respect to
+    #: it. None: an ordinary input.
     upsampled_input: tuple[int, int] | None = None
 
     #: im2col builds the patch matrix a few images at a time, about this many bytes per chunk, and
