@@ -79,25 +79,25 @@ def test_conv2d_modes_agree(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("chunk_bytes,blocks", [(1, 5), (13000, 3)])
-def test_conv2d_patch_blocks_agree_with_one_block(chunk_bytes, blocks):
+@pytest.mark.parametrize("block_bytes,blocks", [(1, 5), (13000, 3)])
+def test_conv2d_patch_blocks_agree_with_one_block(block_bytes, blocks):
     # the patch matrix in blocks of 1 or 2 images (uneven last block: an image's patches take
     # 6*5 rows * 27 * 8 bytes = 6480) gives what one block gives
     rng = np.random.default_rng(4)
     x = rng.standard_normal((5, 6, 5, 3))
     g = rng.standard_normal((5, 6, 5, 4))
     results = []
-    for chunk in (chunk_bytes, 2**30):
+    for size in (block_bytes, 2**30):
         layer = Conv2D(4, 3, padding="same", activation="relu", dtype=np.float64)
         layer.build(x.shape[1:], np.random.default_rng(0))
-        layer.patch_chunk_bytes = chunk
-        assert not layer.direct_mode and len(layer._image_chunks(5, x.dtype)) == (1 if chunk == 2**30 else blocks)
+        layer.patch_block_bytes = size
+        assert not layer.direct_mode and len(layer._image_blocks(5, x.dtype)) == (1 if size == 2**30 else blocks)
         results.append((layer.forward(x, True).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy()))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     layer = Conv2D(4, 3, padding="same", activation="sigmoid")
     layer.build(x.shape[1:])
-    layer.patch_chunk_bytes = chunk_bytes
+    layer.patch_block_bytes = block_bytes
     passes(layer, x.shape[1:])
 
 

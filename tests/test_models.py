@@ -133,7 +133,7 @@ def test_compute_gradients_leaves_the_loss_gradient_and_a_second_backward_works(
     conv = autoencoders.BUILDERS["denoising"](seed=0)[0]
     xc = np.random.default_rng(2).random((3, 28, 28, 1), dtype=np.float32)
     layer = next(lyr for lyr in conv.layers if isinstance(lyr, Conv2D) and not lyr.direct_mode)
-    layer.patch_chunk_bytes = 1  # one image per block: the patch buffer ends up holding dP
+    layer.patch_block_bytes = 1  # one image per block: the patch buffer ends up holding dP
     conv.compute_gradients(xc, xc)
     g = np.random.default_rng(3).random((3, *layer.output_shape), dtype=np.float32)
     first = (layer.backward(g).copy(), layer.grads["kernel"].copy())

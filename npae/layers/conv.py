@@ -10,7 +10,7 @@ without any transpose:
               dbias = sum over rows of G         (Cout,)
               dP = G W^T;  dx = col2im(dP)       (N, H, W, Cin)   (scatter-add of the patches)
 
-P is never built whole: a block of rows (a few images, ``patch_chunk_bytes``) is built and used at
+P is never built whole: a block of rows (a few images, ``patch_block_bytes``) is built and used at
 once, while it is in cache. Z and dP split into the same row blocks, and dW = sum over blocks b of
 P_b^T G_b. The backward pass rebuilds each block from the kept input x.
 
@@ -121,10 +121,10 @@ class Conv2D(Layer):
     #: it. None: an ordinary input.
     upsampled_input: tuple[int, int] | None = None
 
-    #: im2col builds the patch matrix a few images at a time, about this many bytes per chunk, and
-    #: each chunk's GEMM runs while it is still in cache. Measured on 14x14 32->32 (K = 288, batch
+    #: im2col builds the patch matrix a few images at a time, about this many bytes per block, and
+    #: each block's GEMM runs while it is still in cache. Measured on 14x14 32->32 (K = 288, batch
     #: 256): forward + backward 39 -> 27 ms (median of 9), and 4 MB of patches instead of 58 MB.
-    patch_chunk_bytes: int = 4 * 2**20
+    patch_block_bytes: int = 4 * 2**20
 
     def runs_direct(self, training: bool) -> bool:
         """Whether a forward pass with this ``training`` flag takes the direct kernel."""
@@ -152,10 +152,10 @@ class Conv2D(Layer):
         if self._up != (1, 1):
             raise RuntimeError(f"{self.name}: an upsampled input needs the direct kernel (runs_direct)")
         n, rows, w2 = x.shape[0], ho * wo, self.params["kernel"].reshape(-1, cout)
-        chunks = self._image_chunks(n, x.dtype)
-        cols = self._patch_buffer(chunks, x.dtype)  # (block rows, K)
+        blocks = self._image_blocks(n, x.dtype)
+        cols = self._patch_buffer(blocks, x.dtype)  # (block rows, K)
         z = self.result_buffer("out", (n * rows, cout), x.dtype)  # (N*Ho*Wo, Cout)
-        for s, e in chunks:  # Z[chunk] = P[chunk] W, with P[chunk] built just before, still in cache
+        for s, e in blocks:  # Z_b = P_b W, with P_b built just before, still in cache
             p = kernels.im2col(x[s:e], *self._window(), cols[:(e - s) * rows])
             np.matmul(p, w2, out=z[s * rows:e * rows])
         self._x, self._patches = x, (s, e, p)  # the scratch still holds the last block's patches
@@ -176,28 +176,28 @@ class Conv2D(Layer):
             w_flip = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, Cout, Cin)
             dx = self.result_buffer("dx", (n, h // self._up[0], w // self._up[1], cin), g2.dtype)
             return kernels.conv2d_s1(g4, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx, down=self._up)
-        # dW = sum over chunks of P[chunk]^T G[chunk]; dP[chunk] = G[chunk] W^T -> col2im. Each chunk's
-        # patches are rebuilt from the kept input (cheap, and in cache), except the last chunk's,
-        # which the forward pass left in the buffer: so the chunks go in reverse order
+        # dW = sum over blocks b of P_b^T G_b; dP_b = G_b W^T -> col2im. Each block's patches are
+        # rebuilt from the kept input (cheap, and in cache), except the last block's, which the
+        # forward pass left in the scratch: so the blocks go in reverse order
         n, rows, w2 = self._x.shape[0], ho * wo, kernel.reshape(-1, cout)
-        chunks = self._image_chunks(n, g2.dtype)
+        blocks = self._image_blocks(n, g2.dtype)
         # the last block's patches, if no other layer has used the scratch memory since
         kept = self._patches if self.scratch is not None and self.scratch.owner is self else None
         self._patches = None  # the scratch is overwritten below
-        cols = self._patch_buffer(chunks, g2.dtype)
+        cols = self._patch_buffer(blocks, g2.dtype)
         dw, dw_part = self.grads["kernel"].reshape(w2.shape), self.workspace("dw_part", w2.shape, g2.dtype)
         dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype) if self.needs_input_grad else None
-        for i, (s, e) in enumerate(reversed(chunks)):
+        for i, (s, e) in enumerate(reversed(blocks)):
             if kept is not None and kept[:2] == (s, e):
                 p = kept[2]
             else:
                 p = kernels.im2col(self._x[s:e], *self._window(), cols[:(e - s) * rows])
-            g_chunk = g2[s * rows:e * rows]
-            np.matmul(p.T, g_chunk, out=dw_part if i else dw)  # (K, Cout)
+            g_b = g2[s * rows:e * rows]
+            np.matmul(p.T, g_b, out=dw_part if i else dw)  # (K, Cout)
             if i:
                 dw += dw_part
             if dx is not None:
-                dp = np.matmul(g_chunk, w2.T, out=p)  # dP (chunk rows, K) replaces P in the buffer
+                dp = np.matmul(g_b, w2.T, out=p)  # dP_b (block rows, K) replaces P_b in the scratch
                 kernels.col2im(dp, e - s, h, w, cin, *self._window(), dx[s:e])
         return dx
 
@@ -205,16 +205,16 @@ class Conv2D(Layer):
         kh, kw, cin, _ = self.params["kernel"].shape
         return kh * kw * cin  # K, one patch
 
-    def _image_chunks(self, n: int, dtype) -> list[tuple[int, int]]:
-        """Image ranges [s, e) whose patch matrix is about ``patch_chunk_bytes`` (at least one image)."""
+    def _image_blocks(self, n: int, dtype) -> list[tuple[int, int]]:
+        """Image ranges [s, e) whose patch matrix is about ``patch_block_bytes`` (at least one image)."""
         ho, wo, _, _ = self._geom
-        step = max(1, self.patch_chunk_bytes // (ho * wo * self._patch_width() * np.dtype(dtype).itemsize))
+        step = max(1, self.patch_block_bytes // (ho * wo * self._patch_width() * np.dtype(dtype).itemsize))
         return [(s, min(s + step, n)) for s in range(0, n, step)]
 
-    def _patch_buffer(self, chunks, dtype) -> np.ndarray:
+    def _patch_buffer(self, blocks, dtype) -> np.ndarray:
         """Scratch memory for one block's patch matrix (and then its gradient), (rows, K)."""
         ho, wo, _, _ = self._geom
-        s, e = chunks[0]
+        s, e = blocks[0]
         return self.take_scratch(((e - s) * ho * wo, self._patch_width()), dtype)
 
     def get_config(self):
