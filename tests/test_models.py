@@ -159,7 +159,7 @@ def test_backward_shares_two_gradient_arrays_and_keeps_them():
     # the im2col layers' patch blocks share one scratch array too (the gradient checks of the
     # convolutional model fail if a layer reuses patches another layer has overwritten)
     assert all(layer.scratch is ae._scratch for layer in ae.layers[1:])
-    assert ae._scratch.array.size == 3 * 14 * 14 * (3 * 3 * 8)  # the largest block: 16x16x8 -> 14x14
+    assert ae._scratch.array.size == 3 * 7 * 7 * (3 * 3 * 8)  # the largest im2col layer: 7x7 8 -> 8
 
 
 def test_gradient_arrays_never_hand_out_the_busy_one():
