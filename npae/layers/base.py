@@ -141,16 +141,16 @@ class Layer:
         return cfg
 
     # -- computation ---------------------------------------------------------------------------
-    def _check_input(self, x: np.ndarray) -> np.ndarray:
-        """Cast to the layer's dtype and insist on (batch, *input_shape): never broadcast silently."""
+    def _check_input(self, x: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """Cast to the layer's dtype and insist on (batch, *shape), by default (batch, *input_shape):
+        never broadcast silently."""
         x = np.asarray(x)
         if not self.built:
             self.build(x.shape[1:])
-        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
-            raise ValueError(
-                f"{self.name}: expected input of shape (batch, {', '.join(map(str, self.input_shape))}), "
-                f"got {x.shape}"
-            )
+        shape = shape or self.input_shape
+        if x.ndim != len(shape) + 1 or x.shape[1:] != shape:
+            raise ValueError(f"{self.name}: expected input of shape (batch, {', '.join(map(str, shape))}), "
+                             f"got {x.shape}")
         return x if x.dtype == self.dtype else x.astype(self.dtype)
 
     # Layers with an activation implement forward_linear (x -> z2 = the linear part without bias, as

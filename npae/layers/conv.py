@@ -135,15 +135,11 @@ class Conv2D(Layer):
         """Whether a forward pass with this ``training`` flag takes the direct kernel."""
         return self.direct_mode if training else self.direct_inference_mode
 
-    def _check_input(self, x):
+    def _check_input(self, x, shape=None):
         if self.upsampled_input is None:
             return super()._check_input(x)
         (uh, uw), (h, w, c) = self.upsampled_input, self.input_shape
-        if np.ndim(x) != 4 or np.shape(x)[1:] != (h // uh, w // uw, c):
-            raise ValueError(f"{self.name}: expected input of shape (batch, {h // uh}, {w // uw}, {c}) to upsample by "
-                             f"{(uh, uw)}, got {np.shape(x)}")
-        x = np.asarray(x)
-        return x if x.dtype == self.dtype else x.astype(self.dtype)
+        return super()._check_input(x, (h // uh, w // uw, c))  # the image before upsampling
 
     def forward_linear(self, x, training):
         kh, kw, cin, cout = self.params["kernel"].shape
