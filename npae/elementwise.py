@@ -166,21 +166,24 @@ def act_backward_ref(g, a, act, out):
 def _sigmoid_bce(z, t, grad, one, inv_n):
     # With e = exp(-|z|): loss = sum(max(z, 0) - z t) + sum log(1 + e), and
     # dL/dz = (sigmoid(z) - t) / numel into grad. The logs are taken of products of 32 factors
-    # (each in (1, 2], so a float64 product cannot overflow): 32x fewer logarithms.
+    # (each in (1, 2], so the product stays below 2^32): 32x fewer logarithms. Each block of 32 is
+    # summed in z's dtype (float32 vectors are twice as wide as float64 ones: 0.33 -> 0.20 ms per
+    # 256x784 batch) and the block sums in float64.
     rows, cols = z.shape
+    zero = one - one
     row_sums = np.empty(rows, dtype=np.float64)
     for i in prange(rows):
         s = 0.0
         for j0 in range(0, cols, 32):  # blocks of 32: a branch-free inner loop that vectorises
-            prod = 1.0
+            prod, lin = one, zero
             for j in range(j0, min(j0 + 32, cols)):
                 v, y = z[i, j], t[i, j]
                 e = exp_nonpos(-abs(v))
-                s += max(v, 0) - v * y
-                prod *= 1.0 + e
+                lin += max(v, zero) - v * y
+                prod *= one + e
                 r = one / (one + e)
-                grad[i, j] = ((r if v >= 0 else e * r) - y) * inv_n
-            s += np.log(prod)
+                grad[i, j] = ((r if v >= zero else e * r) - y) * inv_n
+            s += np.log(np.float64(prod)) + lin
         row_sums[i] = s
     total = 0.0
     for i in range(rows):  # in order: the same sum on every run
