@@ -76,7 +76,7 @@ def test_float32_bce_sum_is_close_to_float64_over_whole_blocks():
     t = rng.uniform(0, 1, z.shape).astype(np.float32)
     got = E.sigmoid_bce_with_grad(z, t, np.empty_like(z))
     want = E.sigmoid_bce_with_grad_ref(z.astype(np.float64), t.astype(np.float64), np.empty(z.shape))
-    assert abs(got - want) <= 1e-6 * want
+    assert abs(got - want) <= 1e-8 * want  # measured 5e-10; float32 pairwise summing gives 4e-8
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
