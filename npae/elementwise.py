@@ -4,6 +4,7 @@ Each Numba kernel ``f`` has a NumPy twin ``f_ref`` with the same signature and r
 hold them against each other. Activations are coded as ints: 0 linear, 1 relu, 2 sigmoid.
 
     exp_nonpos(x)                      exp(x) for x <= 0, a float32 exp LLVM can vectorise
+    activate(v, act, one)              act(v) for one value (inside other kernels)
     bias_act_forward(z, b, act)        z <- act(z + b)                (in place; z is (rows, units))
     act_backward(g, a, act, out)       out <- g * act'(a)             (derivative from the output a)
     sigmoid_bce_with_grad(z, t, grad)  sum of BCE(sigmoid(z), t); grad <- (sigmoid(z) - t) / numel
@@ -17,12 +18,15 @@ bit-identical run to run.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["ACT_CODES", "exp_nonpos", "bias_act_forward", "bias_act_forward_ref", "act_backward", "act_backward_ref",
+__all__ = ["ACT_CODES", "exp_nonpos", "activate", "bias_act_forward", "bias_act_forward_ref",
+           "act_backward", "act_backward_ref",
            "sigmoid_bce_with_grad", "sigmoid_bce_with_grad_ref", "mse_with_grad", "mse_with_grad_ref",
            "adam_update", "adam_update_ref", "adadelta_update", "adadelta_update_ref",
            "gather_rows"]
@@ -98,29 +102,43 @@ def _exp_nonpos_numba(x):
     return exp32
 
 
+@numba.njit(cache=True, inline="always")
+def activate(v, act, one):
+    """act(v) for one value inside a Numba kernel (act: 0 linear, 1 relu, 2 sigmoid). Sigmoid with
+    e = exp(-|v|) in (0, 1]: 1 / (1 + e) for v >= 0, e / (1 + e) otherwise (never the exp of a
+    positive number). ``one`` has v's dtype: a literal 0 or 1 would promote float32 maths to
+    float64 (and its exp to libm's, 4x slower here)."""
+    zero = one - one
+    if act == 1:
+        return zero if v < zero else v
+    if act == 2:
+        e = exp_nonpos(-abs(v))
+        r = one / (one + e)
+        return r if v >= zero else e * r
+    return v
+
+
 @_rows
 def _bias_act(z, b, act, one):
-    # z <- act(z + b). Sigmoid with e = exp(-|v|) in (0, 1]: 1 / (1 + e) for v >= 0, e / (1 + e)
-    # otherwise (never the exp of a positive number). ``one`` has z's dtype: a literal 0 or 1
-    # would promote the float32 maths to float64 (and its exp to libm's, 4x slower here).
     rows, cols = z.shape
-    zero = one - one
     for i in prange(rows):
         for j in range(cols):
-            v = z[i, j] + b[j]
-            if act == 1 and v < zero:
-                v = zero
-            elif act == 2:
-                e = exp_nonpos(-abs(v))
-                r = one / (one + e)
-                v = r if v >= 0 else e * r
-            z[i, j] = v
+            z[i, j] = activate(z[i, j] + b[j], act, one)
 
 
 def bias_act_forward(z, b, act):
     """z <- act(z + b) in place, z (rows, units), b (units,); one pass over z."""
-    _bias_act(z, b, act, z.dtype.type(1))
+    rows, cols = z.shape
+    k = _rows_per_line(rows, cols) if z.flags.c_contiguous else 1
+    _bias_act(z.reshape(rows // k, k * cols), np.tile(b, k) if k > 1 else b, act, z.dtype.type(1))
     return z
+
+
+def _rows_per_line(rows: int, cols: int) -> int:
+    """How many rows of a contiguous (rows, cols) array to treat as one when cols is tiny (a
+    1-channel image's (N*H*W, 1)): the kernels vectorise along a row, and 200k rows of one element
+    ran sigmoid at 0.69 ms instead of 0.13. The largest k dividing rows with k * cols <= 512."""
+    return math.gcd(rows, 512 // cols) if 0 < cols < 8 else 1
 
 
 def bias_act_forward_ref(z, b, act):
@@ -149,7 +167,12 @@ def _act_backward(g, a, act, out, zero, one):
 
 def act_backward(g, a, act, out):
     """out <- g * act'(a), all (rows, units); act' from the output a."""
-    return _act_backward(g, a, act, out, g.dtype.type(0), g.dtype.type(1))
+    rows, cols = g.shape
+    contiguous = g.flags.c_contiguous and a.flags.c_contiguous and out.flags.c_contiguous
+    k = _rows_per_line(rows, cols) if contiguous else 1
+    shape = (rows // k, k * cols)
+    _act_backward(g.reshape(shape), a.reshape(shape), act, out.reshape(shape), g.dtype.type(0), g.dtype.type(1))
+    return out
 
 
 def act_backward_ref(g, a, act, out):

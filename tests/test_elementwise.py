@@ -57,6 +57,23 @@ def test_bias_act_forward_and_backward(dtype, act):
                                E.act_backward_ref(g, got, act, np.empty_like(g)), **tol(dtype))
 
 
+@pytest.mark.parametrize("act", [0, 1, 2])
+@pytest.mark.parametrize("cols", [1, 3])
+def test_bias_act_on_few_columns(act, cols):
+    # few columns (a 1-channel image as (N*H*W, 1)) are run as wider rows with the bias tiled:
+    # contiguous, not contiguous, and a row count with an odd factor
+    rng = np.random.default_rng(cols)
+    b = rng.standard_normal(cols).astype(np.float32)
+    for z in [rng.standard_normal((6 * 512, cols)), rng.standard_normal((6 * 512, 2 * cols))[:, ::2],
+              rng.standard_normal((3 * 7, cols))]:
+        z = (4 * z).astype(np.float32)
+        got = E.bias_act_forward(z.copy(), b, act)
+        np.testing.assert_allclose(got, E.bias_act_forward_ref(z.copy(), b, act), **tol(np.float32))
+        g = rng.standard_normal(z.shape).astype(np.float32)
+        np.testing.assert_allclose(E.act_backward(g, got, act, np.empty_like(g)),
+                                   E.act_backward_ref(g, got, act, np.empty_like(g)), **tol(np.float32))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_fused_losses(dtype):
     rng = np.random.default_rng(5)
