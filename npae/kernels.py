@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 from ._threads import configure_numba
+from .elementwise import activate, bias_act_forward_ref
 
 configure_numba(numba)  # the threading layer: see npae/_threads.py
 
@@ -396,17 +397,18 @@ def _fill_planes_upsampled(xb, uh, uw, pt, pl, wp, xs):
 
 
 @numba.njit(cache=True)
-def _store_planes(zs, wp, ob, dh, dw):
-    """Planes zs (C, ho*wp) back to channels-last ob, dropping the junk columns; with (dh, dw) not
-    (1, 1), ob is (ho/dh, wo/dw, C) and each dh x dw block of outputs is summed into one pixel
-    (the adjoint of upsampling the input by (dh, dw))."""
+def _store_planes(zs, wp, ob, dh, dw, bias, act, one):
+    """Planes zs (C, ho*wp) back to channels-last ob, dropping the junk columns, as
+    act(z + bias) (act coded as in npae.elementwise); with (dh, dw) not (1, 1), ob is
+    (ho/dh, wo/dw, C) and each dh x dw block of outputs is summed into one pixel (the adjoint of
+    upsampling the input by (dh, dw); no bias or activation then)."""
     c = zs.shape[0]
     if dh == 1 and dw == 1:
         ho, wo, _ = ob.shape
         for i in range(ho):
             for j in range(wo):
                 for oo in range(c):
-                    ob[i, j, oo] = zs[oo, i * wp + j]
+                    ob[i, j, oo] = activate(zs[oo, i * wp + j] + bias[oo], act, one)
         return
     hs, ws, _ = ob.shape
     ob[...] = 0
@@ -461,29 +463,36 @@ def _conv_planes(xs, w, zs, wp, m):
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv2d_s1(x, w, pt, pl, ho, wo, out, chunks, uh, uw, dh, dw):
+def _conv2d_s1(x, w, pt, pl, ho, wo, out, chunks, uh, uw, dh, dw, bias, act):
     n, _, _, cin = x.shape
     kh, kw, _, cout = w.shape
     wp, m = wo + kw - 1, ho * (wo + kw - 1)
+    one = out.dtype.type(1)
     for t in prange(chunks):  # a chunk of images per thread, with its own planes
         xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)  # one spare row: junk columns read past the end
         zs = np.empty((cout, m), dtype=out.dtype)
         for b in range(t * n // chunks, (t + 1) * n // chunks):
             _fill_planes(x[b], uh, uw, pt, pl, wp, xs)
             _conv_planes(xs, w, zs, wp, m)
-            _store_planes(zs, wp, out[b], dh, dw)
+            _store_planes(zs, wp, out[b], dh, dw, bias, act, one)
     return out
 
 
-def conv2d_s1(x, w, pt, pl, ho, wo, out, up=(1, 1), down=(1, 1)):
+def conv2d_s1(x, w, pt, pl, ho, wo, out, up=(1, 1), down=(1, 1), bias=None, act=0):
     """Stride-1 convolution of x (N, H, W, Cin) with w (kh, kw, Cin, Cout), padding pt above and
     pl left (the rest of the padding follows from ho, wo); fills and returns out (N, ho, wo, Cout).
 
     ``up`` = (uh, uw): convolve x upsampled by that factor (nearest neighbour, as UpSampling2D)
     without forming it; H, W, pt, pl, ho, wo then refer to the upsampled image. ``down`` = (dh, dw):
     sum each dh x dw block of the result, out (N, ho/dh, wo/dw, Cout) (the input gradient of a
-    convolution whose input was upsampled by ``down``)."""
-    return _conv2d_s1(x, w, pt, pl, ho, wo, out, _chunks(x.shape[0]), *up, *down)
+    convolution whose input was upsampled by ``down``). ``bias`` (Cout,) and ``act`` (0 linear,
+    1 relu, 2 sigmoid): out = act(convolution + bias), applied as each output is written (saves a
+    pass over the output: 1.1 ms for the denoiser's first layer, 256 images); not with ``down``."""
+    if down != (1, 1) and (bias is not None or act):
+        raise ValueError("conv2d_s1: bias and act do not apply with down (an input gradient)")
+    if bias is None:
+        bias = np.zeros(w.shape[3], out.dtype)
+    return _conv2d_s1(x, w, pt, pl, ho, wo, out, _chunks(x.shape[0]), *up, *down, bias, act)
 
 
 def _chunks(n: int) -> int:
@@ -491,13 +500,16 @@ def _chunks(n: int) -> int:
     return max(1, min(numba.get_num_threads(), n))
 
 
-def conv2d_s1_ref(x, w, pt, pl, ho, wo, out, up=(1, 1), down=(1, 1)):
-    """NumPy twin of :func:`conv2d_s1`: upsample, im2col, one GEMM, block sums. ``out`` (N, ho, wo,
-    Cout), or (N, ho/dh, wo/dw, Cout) with ``down``, is filled and returned (both versions)."""
+def conv2d_s1_ref(x, w, pt, pl, ho, wo, out, up=(1, 1), down=(1, 1), bias=None, act=0):
+    """NumPy twin of :func:`conv2d_s1`: upsample, im2col, one GEMM, block sums, bias and activation.
+    ``out`` (N, ho, wo, Cout), or (N, ho/dh, wo/dw, Cout) with ``down``, is filled and returned
+    (both versions)."""
     kh, kw, cin, cout = w.shape
     x = upsample_forward_ref(x, *up)
     z = (im2col_ref(x, kh, kw, 1, 1, pt, pl, ho, wo) @ w.reshape(-1, cout)).reshape(len(x), ho, wo, cout)
     out[...] = z.reshape(len(x), ho // down[0], down[0], wo // down[1], down[1], cout).sum(axis=(2, 4))
+    if bias is not None:
+        bias_act_forward_ref(out.reshape(-1, cout), bias, act)
     return out
 
 

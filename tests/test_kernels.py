@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from npae import elementwise as E  # noqa: N812
 from npae import kernels as K  # noqa: N812
 
 DTYPES = [np.float32, np.float64]
@@ -233,6 +234,27 @@ def test_direct_conv_of_an_upsampled_input_matches_twins_and_adjoints(dtype):
         np.testing.assert_allclose(dx, K.conv2d_s1_ref(g, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, np.empty_like(x),
                                                        down=up), **tol, err_msg=where)
         assert np.isclose(np.sum(z * g, dtype=np.float64), np.sum(x * dx, dtype=np.float64), rtol=1e-4), where
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [0, 1, 2])
+def test_direct_conv_adds_bias_and_activation_as_it_writes(dtype, act):
+    # conv2d_s1(bias=, act=) = act(conv2d_s1 + bias), plain and upsampled input; not with down
+    rng = np.random.default_rng(7 + act)
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-12}
+    for up, cin, cout in [((1, 1), 1, 9), ((2, 2), 5, 1), ((1, 2), 3, 4)]:
+        x = rng.standard_normal((3, 4, 3, cin)).astype(dtype)
+        h, w = 4 * up[0], 3 * up[1]
+        wt = rng.standard_normal((3, 3, cin, cout)).astype(dtype)
+        b = rng.standard_normal(cout).astype(dtype)
+        got = K.conv2d_s1(x, wt, 1, 1, h, w, np.full((3, h, w, cout), np.nan, dtype), up=up, bias=b, act=act)
+        want = K.conv2d_s1_ref(x, wt, 1, 1, h, w, np.empty_like(got), up=up, bias=b, act=act)
+        np.testing.assert_allclose(got, want, **tol)
+        plain = K.conv2d_s1(x, wt, 1, 1, h, w, np.empty_like(got), up=up)
+        np.testing.assert_allclose(got, E.bias_act_forward_ref(plain.reshape(-1, cout), b, act).reshape(got.shape),
+                                   **tol)
+    with pytest.raises(ValueError, match="down"):
+        K.conv2d_s1(x, wt, 1, 1, h, w, np.empty_like(x), down=up, bias=b)
 
 
 def test_window_geometry_rules():

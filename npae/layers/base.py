@@ -155,7 +155,8 @@ class Layer:
 
     # Layers with an activation implement forward_linear (x -> z2 = the linear part without bias, as
     # a 2-D (rows, units) array) and backward_linear (dL/dz2 -> dL/dx, filling the kernel's grads).
-    # The base class adds the bias and the activation in one fused pass, and their derivatives.
+    # The base class adds the bias and the activation in one fused pass (or the layer's own kernel
+    # does, as it writes: forward_linear_bias_act), and takes their derivatives.
     def forward_linear(self, x: np.ndarray, training: bool) -> np.ndarray:
         raise NotImplementedError
 
@@ -201,17 +202,21 @@ class Layer:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """a = activation(linear(x) + bias), shape (N, *output_shape)."""
         x = self._check_input(x)
-        z2 = self.forward_linear(x, training)
-        self._out2 = elementwise.bias_act_forward(z2, self._bias(), self.activation.code)
+        self._out2 = self.forward_linear_bias_act(x, training, self.activation.code)
         self._out = self._out2.reshape((x.shape[0], *self.output_shape))
         return self._out
 
     def forward_logits(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """z = linear(x) + bias, the pre-activation (used for sigmoid + BCE from logits)."""
         x = self._check_input(x)
-        z2 = elementwise.bias_act_forward(self.forward_linear(x, training), self._bias(), 0)
+        z2 = self.forward_linear_bias_act(x, training, 0)
         self._out = None
         return z2.reshape((x.shape[0], *self.output_shape))
+
+    def forward_linear_bias_act(self, x: np.ndarray, training: bool, act: int) -> np.ndarray:
+        """act(linear(x) + bias) as (rows, units), ``act`` an activation code (0: none). A layer
+        whose own kernel can add the bias and apply ``act`` as it writes overrides this."""
+        return elementwise.bias_act_forward(self.forward_linear(x, training), self._bias(), act)
 
     def backward(self, grad_out: np.ndarray, overwrite_grad: bool = False) -> np.ndarray | None:
         """dL/dx from dL/d(output); fills ``self.grads``. Adds the activity penalty's gradient.

@@ -141,15 +141,25 @@ class Conv2D(Layer):
         (uh, uw), (h, w, c) = self.upsampled_input, self.input_shape
         return super()._check_input(x, (h // uh, w // uw, c))  # the image before upsampling
 
+    def forward_linear_bias_act(self, x, training, act):
+        if self.runs_direct(training):  # the direct kernel adds the bias and applies act as it writes
+            return self._forward_direct(x, self._bias(), act)
+        return super().forward_linear_bias_act(x, training, act)
+
+    def _forward_direct(self, x, bias, act):
+        ho, wo, pt, pl = self._geom
+        self._direct, self._up = True, self.upsampled_input or (1, 1)  # for the backward pass
+        self._x = x  # (N, H, W, Cin), or (N, H/uh, W/uw, Cin) when upsampled on the fly
+        z = self.result_buffer("out", (x.shape[0], ho, wo, self.filters), x.dtype)
+        kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z, up=self._up, bias=bias, act=act)
+        return z.reshape(-1, self.filters)
+
     def forward_linear(self, x, training):
+        if self.runs_direct(training):
+            return self._forward_direct(x, None, 0)
         kh, kw, cin, cout = self.params["kernel"].shape
         ho, wo, pt, pl = self._geom
-        # the backward pass follows whichever way the forward pass went
-        self._direct, self._up = self.runs_direct(training), self.upsampled_input or (1, 1)
-        if self._direct:
-            self._x = x  # (N, H, W, Cin), or (N, H/uh, W/uw, Cin) when upsampled on the fly
-            z = self.result_buffer("out", (x.shape[0], ho, wo, cout), x.dtype)
-            return kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z, up=self._up).reshape(-1, cout)
+        self._direct, self._up = False, self.upsampled_input or (1, 1)  # for the backward pass
         if self._up != (1, 1):
             raise RuntimeError(f"{self.name}: an upsampled input needs the direct kernel (runs_direct)")
         n, rows, w2 = x.shape[0], ho * wo, self.params["kernel"].reshape(-1, cout)
