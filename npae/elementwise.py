@@ -119,8 +119,9 @@ def activate(v, act, one):
 
 
 @_rows
-def _bias_act(z, b, act, one):
+def _bias_act(z, b, act):
     rows, cols = z.shape
+    one = z.dtype.type(1)  # here, not passed in: z.dtype.type(1) costs 0.7 us in Python
     for i in prange(rows):
         for j in range(cols):
             z[i, j] = activate(z[i, j] + b[j], act, one)
@@ -130,7 +131,7 @@ def bias_act_forward(z, b, act):
     """z <- act(z + b) in place, z (rows, units), b (units,); one pass over z."""
     rows, cols = z.shape
     k = _rows_per_line(rows, cols) if z.flags.c_contiguous else 1
-    _bias_act(z.reshape(rows // k, k * cols), np.tile(b, k) if k > 1 else b, act, z.dtype.type(1))
+    _bias_act(z.reshape(rows // k, k * cols), np.tile(b, k) if k > 1 else b, act)
     return z
 
 
@@ -152,8 +153,9 @@ def bias_act_forward_ref(z, b, act):
 
 
 @_rows
-def _act_backward(g, a, act, out, zero, one):
+def _act_backward(g, a, act, out):
     rows, cols = g.shape
+    zero, one = g.dtype.type(0), g.dtype.type(1)
     for i in prange(rows):
         for j in range(cols):
             if act == 1:
@@ -171,7 +173,7 @@ def act_backward(g, a, act, out):
     contiguous = g.flags.c_contiguous and a.flags.c_contiguous and out.flags.c_contiguous
     k = _rows_per_line(rows, cols) if contiguous else 1
     shape = (rows // k, k * cols)
-    _act_backward(g.reshape(shape), a.reshape(shape), act, out.reshape(shape), g.dtype.type(0), g.dtype.type(1))
+    _act_backward(g.reshape(shape), a.reshape(shape), act, out.reshape(shape))
     return out
 
 

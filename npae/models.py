@@ -346,7 +346,7 @@ class Model:
                     if last is not None:
                         last.lent = {"out": target.reshape(-1)}
                     res = self._forward(np.asarray(x[s:s + batch_size], dtype=self.dtype), False, False)
-                    if res.ctypes.data != target.ctypes.data or res.strides != target.strides:
+                    if not np.may_share_memory(res, target):  # (0.7 us; comparing .ctypes.data: 5.5)
                         target[...] = res  # a layer that returns a view of its input (Flatten, ...)
             finally:
                 if last is not None:
