@@ -27,7 +27,8 @@ __all__ = [
     "im2col", "im2col_ref", "col2im", "col2im_ref",
     "argmax_dtype", "maxpool_forward", "maxpool_forward_ref", "maxpool_backward", "maxpool_backward_ref",
     "upsample_forward", "upsample_forward_ref", "upsample_backward", "upsample_backward_ref",
-    "conv2d_s1", "conv2d_s1_ref", "conv2d_s1_kernel_grad", "conv2d_s1_kernel_grad_ref",
+    "conv2d_s1", "conv2d_s1_ref", "conv2d_s1_input_grad", "conv2d_s1_input_grad_ref",
+    "conv2d_s1_kernel_grad", "conv2d_s1_kernel_grad_ref",
 ]
 
 from ._threads import configure_numba
@@ -360,19 +361,22 @@ def upsample_backward_ref(grad, sh, sw, out=None):
 # kw - 1 extra columns per output row are junk and dropped when writing back to channels-last.
 # (Loops index slices from 0 upward: a computed, possibly negative index costs Numba a
 # wrap-around check per element, which stops vectorisation; measured 10x slower.)
-# UpSampling2D followed by a direct Conv2D never forms the upsampled image: the planes are filled
-# from the small one (``up``), and the input gradient sums each block as it is written back
-# (``down``), which is the upsampling's own backward pass.
+#
+# UpSampling2D by (uh, uw) followed by a direct Conv2D never forms the upsampled image. Along one
+# axis, output i = uh*a + p (phase p) reads upsampled row i - pt + d, which is small row
+# a + floor((p - pt + d) / uh): for each phase the taps d fall on a few consecutive small rows, and
+# taps that fall on the same one act as one tap with their weights summed. So the convolution of the
+# upsampled image is uh*uw convolutions of the small one, with folded kernels (2x2 from 3x3 for
+# uh = uw = 2), each writing every uh-th row and uw-th column of the output: 16 instead of 36
+# multiply-adds per 2x2 output block, and planes a quarter the size. Their gradients follow phase
+# by phase: a folded tap's gradient goes to each tap that was folded into it, and the input gradient
+# is the sum over phases of each phase convolution's adjoint.
 # ----------------------------------------------------------------------------------------------
 @numba.njit(cache=True)
-def _fill_planes(xb, uh, uw, pt, pl, wp, xs):
-    """Copy an (H, W, C) image, upsampled by (uh, uw) when that is not (1, 1), into the planes xs
-    (C, hp*wp) at row pt, column pl. Only pixels that some output reads are written; the rest of
-    xs is the zero border, set once by the caller and never touched, so one xs serves every image
-    of a thread."""
-    if uh != 1 or uw != 1:
-        _fill_planes_upsampled(xb, uh, uw, pt, pl, wp, xs)
-        return
+def _fill_planes(xb, pt, pl, wp, xs):
+    """Copy an (H, W, C) image into the planes xs (C, hp*wp) at row pt, column pl. Only pixels that
+    some output reads are written; the rest of xs is the zero border, set once by the caller and
+    never touched, so one xs serves every image of a thread."""
     h, w, c = xb.shape
     hp = xs.shape[1] // wp
     for y in range(min(h, hp - pt)):
@@ -383,39 +387,19 @@ def _fill_planes(xb, uh, uw, pt, pl, wp, xs):
 
 
 @numba.njit(cache=True)
-def _fill_planes_upsampled(xb, uh, uw, pt, pl, wp, xs):
-    """:func:`_fill_planes` for the image xb (h, w, C) upsampled by (uh, uw) (nearest neighbour),
-    without forming it: plane pixel (y, x) comes from xb[y // uh, x // uw]."""
-    h, w, c = xb.shape
-    hp = xs.shape[1] // wp
-    for y in range(min(h * uh, hp - pt)):
-        src = xb[y // uh]
-        for xx in range(min(w * uw, wp - pl)):
-            q = (y + pt) * wp + xx + pl
-            for ch in range(c):
-                xs[ch, q] = src[xx // uw, ch]
-
-
-@numba.njit(cache=True)
-def _store_planes(zs, wp, ob, dh, dw, bias, act, one):
-    """Planes zs (C, ho*wp) back to channels-last ob, dropping the junk columns, as
-    act(z + bias) (act coded as in npae.elementwise); with (dh, dw) not (1, 1), ob is
-    (ho/dh, wo/dw, C) and each dh x dw block of outputs is summed into one pixel (the adjoint of
-    upsampling the input by (dh, dw); no bias or activation then)."""
-    c = zs.shape[0]
-    if dh == 1 and dw == 1:
-        ho, wo, _ = ob.shape
-        for i in range(ho):
-            for j in range(wo):
+def _store_planes(zs, wp, ob, bias, act, accumulate, one):
+    """Planes zs (C, ho*wp) back to channels-last ob (ho, wo, C), dropping the junk columns, as
+    act(z + bias) (act coded as in npae.elementwise), or with ``accumulate`` added to what ob holds
+    (no bias or activation then)."""
+    ho, wo, c = ob.shape
+    for i in range(ho):
+        for j in range(wo):
+            if accumulate:
+                for oo in range(c):
+                    ob[i, j, oo] += zs[oo, i * wp + j]
+            else:
                 for oo in range(c):
                     ob[i, j, oo] = activate(zs[oo, i * wp + j] + bias[oo], act, one)
-        return
-    hs, ws, _ = ob.shape
-    ob[...] = 0
-    for i in range(hs * dh):
-        for j in range(ws * dw):
-            for oo in range(c):
-                ob[i // dh, j // dw, oo] += zs[oo, i * wp + j]
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
@@ -463,36 +447,91 @@ def _conv_planes(xs, w, zs, wp, m):
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv2d_s1(x, w, pt, pl, ho, wo, out, chunks, uh, uw, dh, dw, bias, act):
+def _conv2d_s1(x, w, pt, pl, out, chunks, bias, act, accumulate):
     n, _, _, cin = x.shape
     kh, kw, _, cout = w.shape
+    _, ho, wo, _ = out.shape
     wp, m = wo + kw - 1, ho * (wo + kw - 1)
     one = out.dtype.type(1)
     for t in prange(chunks):  # a chunk of images per thread, with its own planes
         xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)  # one spare row: junk columns read past the end
         zs = np.empty((cout, m), dtype=out.dtype)
         for b in range(t * n // chunks, (t + 1) * n // chunks):
-            _fill_planes(x[b], uh, uw, pt, pl, wp, xs)
+            _fill_planes(x[b], pt, pl, wp, xs)
             _conv_planes(xs, w, zs, wp, m)
-            _store_planes(zs, wp, out[b], dh, dw, bias, act, one)
+            _store_planes(zs, wp, out[b], bias, act, accumulate, one)
     return out
 
 
-def conv2d_s1(x, w, pt, pl, ho, wo, out, up=(1, 1), down=(1, 1), bias=None, act=0):
+def conv2d_s1(x, w, pt, pl, ho, wo, out, up=(1, 1), bias=None, act=0):
     """Stride-1 convolution of x (N, H, W, Cin) with w (kh, kw, Cin, Cout), padding pt above and
     pl left (the rest of the padding follows from ho, wo); fills and returns out (N, ho, wo, Cout).
 
     ``up`` = (uh, uw): convolve x upsampled by that factor (nearest neighbour, as UpSampling2D)
-    without forming it; H, W, pt, pl, ho, wo then refer to the upsampled image. ``down`` = (dh, dw):
-    sum each dh x dw block of the result, out (N, ho/dh, wo/dw, Cout) (the input gradient of a
-    convolution whose input was upsampled by ``down``). ``bias`` (Cout,) and ``act`` (0 linear,
-    1 relu, 2 sigmoid): out = act(convolution + bias), applied as each output is written (saves a
-    pass over the output: 1.1 ms for the denoiser's first layer, 256 images); not with ``down``."""
-    if down != (1, 1) and (bias is not None or act):
-        raise ValueError("conv2d_s1: bias and act do not apply with down (an input gradient)")
+    without forming it, phase by phase (see above); pt, pl, ho, wo then refer to the upsampled
+    image. ``bias`` (Cout,) and ``act`` (0 linear, 1 relu, 2 sigmoid): out = act(convolution +
+    bias), applied as each output is written (saves a pass over the output: 1.1 ms for the
+    denoiser's first layer, 256 images)."""
     if bias is None:
         bias = np.zeros(w.shape[3], out.dtype)
-    return _conv2d_s1(x, w, pt, pl, ho, wo, out, _chunks(x.shape[0]), *up, *down, bias, act)
+    chunks = _chunks(x.shape[0])
+    if up == (1, 1):
+        return _conv2d_s1(x, w, pt, pl, out, chunks, bias, act, False)
+    for (py, px), (pt_p, pl_p), (ty, tx) in _phases(*w.shape[:2], pt, pl, ho, wo, up):
+        _conv2d_s1(x, _fold(w, ty, tx), pt_p, pl_p, out[:, py::up[0], px::up[1]], chunks, bias, act, False)
+    return out
+
+
+def conv2d_s1_input_grad(g, w, pt, pl, dx, up=(1, 1)):
+    """dL/dx of :func:`conv2d_s1` (x -> out, with the same w, pt, pl, up) for the output gradient
+    g (N, ho, wo, Cout); fills and returns dx (N, H, W, Cin), the shape of x (the small image with
+    ``up``). The adjoint of a correlation is a correlation with the kernel turned 180 degrees and its
+    channel axes swapped, padded kh-1-pt above; with ``up``, the sum of that over the phases."""
+    chunks = _chunks(g.shape[0])
+    zero_bias = np.zeros(dx.shape[3], dx.dtype)
+    if up == (1, 1):
+        kh, kw = w.shape[:2]
+        return _conv2d_s1(g, _flipped(w), kh - 1 - pt, kw - 1 - pl, dx, chunks, zero_bias, 0, False)
+    dx[...] = 0
+    for (py, px), (pt_p, pl_p), (ty, tx) in _phases(*w.shape[:2], pt, pl, g.shape[1], g.shape[2], up):
+        g_phase, kph, kpw = g[:, py::up[0], px::up[1]], ty[-1] + 1, tx[-1] + 1
+        _conv2d_s1(g_phase, _flipped(_fold(w, ty, tx)), kph - 1 - pt_p, kpw - 1 - pl_p, dx, chunks, zero_bias, 0, True)
+    return dx
+
+
+def _flipped(w):
+    """w (kh, kw, Cin, Cout) turned 180 degrees, channel axes swapped: (kh, kw, Cout, Cin)."""
+    return np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
+def _phase_taps(k: int, pad: int, up: int) -> list[tuple[int, list[int]]]:
+    """Along one axis, per phase p < up: (pad_p, taps), where the phase convolution reads small
+    pixel a - pad_p + t for its output a (= output up*a + p) and tap d of the k-tap window folds
+    into phase tap taps[d]. Small pixel a + floor((p - pad + d) / up) is what tap d reads."""
+    phases = []
+    for p in range(up):
+        offsets = [(p - pad + d) // up for d in range(k)]  # nondecreasing, the first <= 0
+        phases.append((-offsets[0], [o - offsets[0] for o in offsets]))
+    return phases
+
+
+def _phases(kh, kw, pt, pl, ho, wo, up):
+    """The phase convolutions of a kh x kw convolution of an input upsampled by ``up`` (see above),
+    for each phase with outputs: ((py, px), (pt_p, pl_p), (ty, tx)) as in :func:`_phase_taps`."""
+    for py, (pt_p, ty) in enumerate(_phase_taps(kh, pt, up[0])):
+        for px, (pl_p, tx) in enumerate(_phase_taps(kw, pl, up[1])):
+            if py < ho and px < wo:
+                yield (py, px), (pt_p, pl_p), (ty, tx)
+
+
+def _fold(w, ty, tx):
+    """A phase's kernel: w (kh, kw, Cin, Cout) with the taps that read the same small pixel summed,
+    (max(ty) + 1, max(tx) + 1, Cin, Cout)."""
+    folded = np.zeros((ty[-1] + 1, tx[-1] + 1, *w.shape[2:]), w.dtype)
+    for di, a in enumerate(ty):
+        for dj, b in enumerate(tx):
+            folded[a, b] += w[di, dj]
+    return folded
 
 
 def _chunks(n: int) -> int:
@@ -500,21 +539,30 @@ def _chunks(n: int) -> int:
     return max(1, min(numba.get_num_threads(), n))
 
 
-def conv2d_s1_ref(x, w, pt, pl, ho, wo, out, up=(1, 1), down=(1, 1), bias=None, act=0):
-    """NumPy twin of :func:`conv2d_s1`: upsample, im2col, one GEMM, block sums, bias and activation.
-    ``out`` (N, ho, wo, Cout), or (N, ho/dh, wo/dw, Cout) with ``down``, is filled and returned
-    (both versions)."""
+def conv2d_s1_ref(x, w, pt, pl, ho, wo, out, up=(1, 1), bias=None, act=0):
+    """NumPy twin of :func:`conv2d_s1`: upsample, im2col, one GEMM, bias and activation. ``out``
+    (N, ho, wo, Cout) is filled and returned (both versions)."""
     kh, kw, cin, cout = w.shape
     x = upsample_forward_ref(x, *up)
-    z = (im2col_ref(x, kh, kw, 1, 1, pt, pl, ho, wo) @ w.reshape(-1, cout)).reshape(len(x), ho, wo, cout)
-    out[...] = z.reshape(len(x), ho // down[0], down[0], wo // down[1], down[1], cout).sum(axis=(2, 4))
+    out[...] = (im2col_ref(x, kh, kw, 1, 1, pt, pl, ho, wo) @ w.reshape(-1, cout)).reshape(out.shape)
     if bias is not None:
         bias_act_forward_ref(out.reshape(-1, cout), bias, act)
     return out
 
 
+def conv2d_s1_input_grad_ref(g, w, pt, pl, dx, up=(1, 1)):
+    """NumPy twin of :func:`conv2d_s1_input_grad`: col2im of G W^T on the upsampled image, then the
+    upsampling's own backward pass (block sums)."""
+    kh, kw, cin, cout = w.shape
+    n, ho, wo, _ = g.shape
+    h, w_ = dx.shape[1] * up[0], dx.shape[2] * up[1]
+    d_big = col2im_ref(g.reshape(-1, cout) @ w.reshape(-1, cout).T, n, h, w_, cin, kh, kw, 1, 1, pt, pl, ho, wo)
+    dx[...] = upsample_backward_ref(d_big, *up)
+    return dx
+
+
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks, uh, uw):
+def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks):
     n, _, _, cin = x.shape
     _, ho, wo, cout = g.shape
     kh, kw = dw.shape[0], dw.shape[1]
@@ -526,8 +574,8 @@ def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks, uh, uw):
         xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)
         gs = np.zeros((cout, m), dtype=g.dtype)  # the junk columns stay zero, so they add nothing
         for b in range(t * n // chunks, (t + 1) * n // chunks):
-            _fill_planes(x[b], uh, uw, pt, pl, wp, xs)
-            _fill_planes(g[b], 1, 1, 0, 0, wp, gs)
+            _fill_planes(x[b], pt, pl, wp, xs)
+            _fill_planes(g[b], 0, 0, wp, gs)
             for c in range(cin):
                 for di in range(kh):
                     for dj in range(kw):
@@ -560,8 +608,19 @@ def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks, uh, uw):
 def conv2d_s1_kernel_grad(x, g, pt, pl, dw, up=(1, 1)):
     """dw[di, dj, c, o] = sum_{n, i, j} x[n, i - pt + di, j - pl + dj, c] * g[n, i, j, o]: the kernel
     gradient of :func:`conv2d_s1` for the output gradient g (N, ho, wo, Cout); fills ``dw``. With
-    ``up``, x is taken upsampled by that factor, as in :func:`conv2d_s1`."""
-    return _conv2d_s1_kernel_grad(x, g, pt, pl, dw, _chunks(x.shape[0]), *up)
+    ``up``, x is taken upsampled by that factor, as in :func:`conv2d_s1`: each phase's folded-kernel
+    gradient is handed to every tap that was folded into it."""
+    chunks = _chunks(x.shape[0])
+    if up == (1, 1):
+        return _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks)
+    dw[...] = 0
+    for (py, px), (pt_p, pl_p), (ty, tx) in _phases(*dw.shape[:2], pt, pl, g.shape[1], g.shape[2], up):
+        d_folded = np.empty((ty[-1] + 1, tx[-1] + 1, *dw.shape[2:]), dw.dtype)
+        _conv2d_s1_kernel_grad(x, g[:, py::up[0], px::up[1]], pt_p, pl_p, d_folded, chunks)
+        for di, a in enumerate(ty):
+            for dj, b in enumerate(tx):
+                dw[di, dj] += d_folded[a, b]
+    return dw
 
 
 def conv2d_s1_kernel_grad_ref(x, g, pt, pl, dw, up=(1, 1)):

@@ -173,8 +173,8 @@ def test_col2im_loses_no_update_with_overlapping_windows():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_direct_conv_matches_twins_and_its_adjoints(dtype):
-    # conv2d_s1 (forward), the same kernel on the flipped weights (input gradient) and
-    # conv2d_s1_kernel_grad (weight gradient) agree with im2col + GEMM, and are adjoints:
+    # conv2d_s1 (forward), conv2d_s1_input_grad and conv2d_s1_kernel_grad agree with im2col + GEMM
+    # (+ col2im), and are adjoints:
     # <conv(x, w), g> = <x, conv(g, w_flipped)> = <w, kernel_grad(x, g)>
     rng = np.random.default_rng(4)
     tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-12}
@@ -192,8 +192,9 @@ def test_direct_conv_matches_twins_and_its_adjoints(dtype):
         where = f"shape {shape} kernel {wt.shape} padding {padding}"
         z = K.conv2d_s1(x, wt, pt, pl, ho, wo, np.empty((n, ho, wo, cout), dtype))
         np.testing.assert_allclose(z, K.conv2d_s1_ref(x, wt, pt, pl, ho, wo, np.empty_like(z)), **tol, err_msg=where)
-        w_flip = np.ascontiguousarray(wt[::-1, ::-1].transpose(0, 1, 3, 2))
-        dx = K.conv2d_s1(g, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, np.empty_like(x))
+        dx = K.conv2d_s1_input_grad(g, wt, pt, pl, np.full_like(x, np.nan))
+        np.testing.assert_allclose(dx, K.conv2d_s1_input_grad_ref(g, wt, pt, pl, np.empty_like(x)), **tol,
+                                   err_msg=where)
         dw = K.conv2d_s1_kernel_grad(x, g, pt, pl, np.empty_like(wt))
         np.testing.assert_allclose(dw, K.conv2d_s1_kernel_grad_ref(x, g, pt, pl, np.empty_like(wt)), **tol,
                                    err_msg=where)
@@ -204,7 +205,8 @@ def test_direct_conv_matches_twins_and_its_adjoints(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_direct_conv_of_an_upsampled_input_matches_twins_and_adjoints(dtype):
-    # conv2d_s1(x, up=u) = conv2d_s1(upsampled x); its input gradient with down=u sums the blocks
+    # conv2d_s1(x, up=u) = conv2d_s1(upsampled x), phase by phase; its input and kernel gradients are
+    # those of the convolution of the upsampled x followed by the upsampling's own backward pass
     rng = np.random.default_rng(6)
     tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-12}
     for case in range(12):
@@ -228,18 +230,19 @@ def test_direct_conv_of_an_upsampled_input_matches_twins_and_adjoints(dtype):
         np.testing.assert_allclose(dw, K.conv2d_s1_kernel_grad_ref(big, g, pt, pl, np.empty_like(wt)), **tol,
                                    err_msg=where)
         np.testing.assert_allclose(dw, K.conv2d_s1_kernel_grad_ref(x, g, pt, pl, np.empty_like(wt), up=up), **tol)
-        w_flip = np.ascontiguousarray(wt[::-1, ::-1].transpose(0, 1, 3, 2))
         dx = np.full_like(x, np.nan)  # every pixel written
-        K.conv2d_s1(g, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx, down=up)
-        np.testing.assert_allclose(dx, K.conv2d_s1_ref(g, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, np.empty_like(x),
-                                                       down=up), **tol, err_msg=where)
+        K.conv2d_s1_input_grad(g, wt, pt, pl, dx, up=up)
+        np.testing.assert_allclose(dx, K.conv2d_s1_input_grad_ref(g, wt, pt, pl, np.empty_like(x), up=up), **tol,
+                                   err_msg=where)
+        dx_big = K.conv2d_s1_input_grad_ref(g, wt, pt, pl, np.empty_like(big))  # the upsampling's adjoint after it
+        np.testing.assert_allclose(dx, K.upsample_backward_ref(dx_big, *up), **tol, err_msg=where)
         assert np.isclose(np.sum(z * g, dtype=np.float64), np.sum(x * dx, dtype=np.float64), rtol=1e-4), where
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", [0, 1, 2])
 def test_direct_conv_adds_bias_and_activation_as_it_writes(dtype, act):
-    # conv2d_s1(bias=, act=) = act(conv2d_s1 + bias), plain and upsampled input; not with down
+    # conv2d_s1(bias=, act=) = act(conv2d_s1 + bias), plain and upsampled input
     rng = np.random.default_rng(7 + act)
     tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-12}
     for up, cin, cout in [((1, 1), 1, 9), ((2, 2), 5, 1), ((1, 2), 3, 4)]:
@@ -253,8 +256,6 @@ def test_direct_conv_adds_bias_and_activation_as_it_writes(dtype, act):
         plain = K.conv2d_s1(x, wt, 1, 1, h, w, np.empty_like(got), up=up)
         np.testing.assert_allclose(got, E.bias_act_forward_ref(plain.reshape(-1, cout), b, act).reshape(got.shape),
                                    **tol)
-    with pytest.raises(ValueError, match="down"):
-        K.conv2d_s1(x, wt, 1, 1, h, w, np.empty_like(x), down=up, bias=b)
 
 
 def test_window_geometry_rules():

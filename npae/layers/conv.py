@@ -28,9 +28,12 @@ such sums:
          is a correlation with the kernel turned 180 degrees and its channel axes swapped)
 
 Inside a Model, an UpSampling2D right before a direct Conv2D is not run on its own: the convolution
-reads the small image as if upsampled (``upsampled_input``), and its input gradient sums each
-upsampled block, which is UpSampling2D's backward pass. The same numbers, without the upsampled
-tensor and its gradient (28x28x32 in the denoiser: 26 MB each per batch of 256).
+reads the small image as if upsampled (``upsampled_input``), one output phase at a time with the
+taps that read the same small pixel folded together (``kernels.conv2d_s1(up=...)``: a 3x3 kernel
+on a 2x upsampled image is four 2x2 kernels on the small one), and its input gradient comes out
+for the small image, which takes in UpSampling2D's backward pass. The same numbers, without the
+upsampled tensor or its gradient (28x28x32 in the denoiser: 26 MB each per batch of 256) and with
+16 instead of 36 multiply-adds per 2x2 block of outputs.
 """
 
 from __future__ import annotations
@@ -184,9 +187,8 @@ class Conv2D(Layer):
             kernels.conv2d_s1_kernel_grad(self._x, g4, pt, pl, self.grads["kernel"], up=self._up)
             if not self.needs_input_grad:
                 return None
-            w_flip = np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, Cout, Cin)
             dx = self.result_buffer("dx", (n, h // self._up[0], w // self._up[1], cin), g2.dtype)
-            return kernels.conv2d_s1(g4, w_flip, kh - 1 - pt, kw - 1 - pl, h, w, dx, down=self._up)
+            return kernels.conv2d_s1_input_grad(g4, kernel, pt, pl, dx, up=self._up)
         # dW = sum over blocks b of P_b^T G_b; dP_b = G_b W^T -> col2im. Each block's patches are
         # rebuilt from the kept input (cheap, and in cache), except the last block's, which the
         # forward pass left in the scratch: so the blocks go in reverse order
