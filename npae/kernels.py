@@ -387,37 +387,37 @@ def _fill_planes(xb, pt, pl, wp, xs):
 
 
 @numba.njit(cache=True)
-def _store_planes(zs, wp, ob, bias, act, accumulate, one):
-    """Planes zs (C, ho*wp) back to channels-last ob (ho, wo, C), dropping the junk columns, as
-    act(z + bias) (act coded as in npae.elementwise), or with ``accumulate`` added to what ob holds
-    (no bias or activation then)."""
-    ho, wo, c = ob.shape
-    for i in range(ho):
-        for j in range(wo):
-            if accumulate:
-                for oo in range(c):
-                    ob[i, j, oo] += zs[oo, i * wp + j]
-            else:
-                for oo in range(c):
-                    ob[i, j, oo] = activate(zs[oo, i * wp + j] + bias[oo], act, one)
+def _store_planes(zs, wp, ob, ph, uh, uw, bias, act, one):
+    """Planes zs (C, nh*wp) back to channels-last ob (ho, wo, C) as act(z + bias) (act coded as in
+    npae.elementwise), dropping the junk columns: output (i, j) of phase ph = (py, px, _, _, _, _, nh,
+    nw) is pixel (py + uh*i, px + uw*j)."""
+    c = zs.shape[0]
+    py, px, nh, nw = ph[0], ph[1], ph[6], ph[7]
+    for i in range(nh):
+        orow = ob[py + uh * i]
+        for j in range(nw):
+            o = orow[px + uw * j]
+            for oo in range(c):
+                o[oo] = activate(zs[oo, i * wp + j] + bias[oo], act, one)
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def _conv_planes(xs, w, zs, wp, m):
-    """zs[o] = sum over c, di, dj of w[di, dj, c, o] * xs[c][di*wp + dj:][:m], any kernel size:
-    one tap per sweep, four output planes per sweep (every x load feeds four FMAs), then the
-    remaining planes with four input channels per sweep."""
+def _conv_planes(xs, w, zs, wp, m, base, accumulate):
+    """zs[o] (+)= sum over c, di, dj of w[di, dj, c, o] * xs[c][base + di*wp + dj:][:m], any kernel
+    size: one tap per sweep, four output planes per sweep (every x load feeds four FMAs), then the
+    remaining planes with four input channels per sweep. Without ``accumulate`` the first tap sets."""
     kh, kw, cin, cout = w.shape
     cin4, cout4 = cin - cin % 4, cout - cout % 4
     for o in range(0, cout4, 4):  # four output planes per pass: every x load feeds four FMAs
-        z0, z1, z2, z3 = zs[o], zs[o + 1], zs[o + 2], zs[o + 3]
+        z0, z1, z2, z3 = zs[o, :m], zs[o + 1, :m], zs[o + 2, :m], zs[o + 3, :m]
         for c in range(cin):
             for di in range(kh):
                 for dj in range(kw):
                     wt = w[di, dj, c]
                     w0, w1, w2, w3 = wt[o], wt[o + 1], wt[o + 2], wt[o + 3]
-                    xo = xs[c, di * wp + dj:di * wp + dj + m]
-                    if c == 0 and di == 0 and dj == 0:  # the first tap sets, saving a zero fill
+                    off = base + di * wp + dj
+                    xo = xs[c, off:off + m]
+                    if c == 0 and di == 0 and dj == 0 and not accumulate:  # the first tap sets
                         for q in range(m):
                             z0[q], z1[q], z2[q], z3[q] = w0 * xo[q], w1 * xo[q], w2 * xo[q], w3 * xo[q]
                     else:
@@ -428,11 +428,12 @@ def _conv_planes(xs, w, zs, wp, m):
                             z2[q] += w2 * xv
                             z3[q] += w3 * xv
     for o in range(cout4, cout):  # the other planes one at a time, four input channels per pass
-        zo = zs[o]
-        zo[:] = 0
+        zo = zs[o, :m]
+        if not accumulate:
+            zo[:] = 0
         for di in range(kh):
             for dj in range(kw):
-                off, wt = di * wp + dj, w[di, dj, :, o]
+                off, wt = base + di * wp + dj, w[di, dj, :, o]
                 for c in range(0, cin4, 4):
                     w0, w1, w2, w3 = wt[c], wt[c + 1], wt[c + 2], wt[c + 3]
                     x0, x1 = xs[c, off:off + m], xs[c + 1, off:off + m]
@@ -446,20 +447,42 @@ def _conv_planes(xs, w, zs, wp, m):
                         zo[q] += wv * xo[q]
 
 
+# Phase tables: one row per output phase (one row, phase (0, 0), without upsampling):
+#   (py, px, pt_p, pl_p, kph, kpw, nh, nw)
+# the phase's first output row and column, its padding above and left on the small image, its
+# folded kernel's size, and its number of output rows and columns. The input planes are filled once
+# per image with the largest padding (PT, PL), so phase p's taps start at base_p = (PT - pt_p)*wp +
+# PL - pl_p; rows are wp wide, enough for every phase's outputs plus its kernel's width.
+@numba.njit(cache=True)
+def _plane_layout(phases):
+    """(PT, PL, wp, hp): the common padding, row width and height (with one spare row for the junk
+    columns' reads past the end) of input planes that serve every phase."""
+    pt, pl, wp, hp = 0, 0, 1, 1
+    for r in range(phases.shape[0]):
+        pt, pl = max(pt, phases[r, 2]), max(pl, phases[r, 3])
+    for r in range(phases.shape[0]):
+        _, _, pt_p, pl_p, kph, kpw, nh, nw = phases[r]
+        wp = max(wp, nw + kpw - 1 + pl - pl_p)
+        hp = max(hp, nh + kph + pt - pt_p)
+    return pt, pl, wp, hp
+
+
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv2d_s1(x, w, pt, pl, out, chunks, bias, act, accumulate):
+def _conv2d_s1(x, wf, phases, uh, uw, out, chunks, bias, act):
     n, _, _, cin = x.shape
-    kh, kw, _, cout = w.shape
-    _, ho, wo, _ = out.shape
-    wp, m = wo + kw - 1, ho * (wo + kw - 1)
+    cout = wf.shape[4]
+    pt, pl, wp, hp = _plane_layout(phases)
     one = out.dtype.type(1)
     for t in prange(chunks):  # a chunk of images per thread, with its own planes
-        xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)  # one spare row: junk columns read past the end
-        zs = np.empty((cout, m), dtype=out.dtype)
+        xs = np.zeros((cin, hp * wp), dtype=x.dtype)
+        zs = np.empty((cout, hp * wp), dtype=out.dtype)
         for b in range(t * n // chunks, (t + 1) * n // chunks):
-            _fill_planes(x[b], pt, pl, wp, xs)
-            _conv_planes(xs, w, zs, wp, m)
-            _store_planes(zs, wp, out[b], bias, act, accumulate, one)
+            _fill_planes(x[b], pt, pl, wp, xs)  # once for all phases
+            for r in range(phases.shape[0]):
+                ph = phases[r]
+                base = (pt - ph[2]) * wp + pl - ph[3]
+                _conv_planes(xs, wf[r, :ph[4], :ph[5]], zs, wp, ph[6] * wp, base, False)
+                _store_planes(zs, wp, out[b], ph, uh, uw, bias, act, one)
     return out
 
 
@@ -472,14 +495,36 @@ def conv2d_s1(x, w, pt, pl, ho, wo, out, up=(1, 1), bias=None, act=0):
     image. ``bias`` (Cout,) and ``act`` (0 linear, 1 relu, 2 sigmoid): out = act(convolution +
     bias), applied as each output is written (saves a pass over the output: 1.1 ms for the
     denoiser's first layer, 256 images)."""
-    if bias is None:
-        bias = np.zeros(w.shape[3], out.dtype)
-    chunks = _chunks(x.shape[0])
-    if up == (1, 1):
-        return _conv2d_s1(x, w, pt, pl, out, chunks, bias, act, False)
-    for (py, px), (pt_p, pl_p), (ty, tx) in _phases(*w.shape[:2], pt, pl, ho, wo, up):
-        _conv2d_s1(x, _fold(w, ty, tx), pt_p, pl_p, out[:, py::up[0], px::up[1]], chunks, bias, act, False)
-    return out
+    bias = np.zeros(w.shape[3], out.dtype) if bias is None else bias
+    phases, taps = _phases(*w.shape[:2], pt, pl, ho, wo, up)
+    return _conv2d_s1(x, _fold(w, phases, taps), phases, *up, out, _chunks(x.shape[0]), bias, act)
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def _conv2d_s1_input_grad(g, wf_flip, phases, uh, uw, dx, chunks):
+    # per phase p: dx += conv(g_p, the folded kernel turned 180 degrees with its channel axes
+    # swapped) with padding (kph - 1 - pt_p, kpw - 1 - pl_p), g_p = g[py::uh, px::uw]. Each phase has
+    # planes of its own (their zero borders differ); all share the row width wd of dx's planes.
+    n, hs, ws, cin = dx.shape
+    cout = g.shape[3]
+    n_ph, wd, hd = phases.shape[0], 1, 1
+    for r in range(n_ph):
+        wd = max(wd, ws + phases[r, 5] - 1)
+        hd = max(hd, hs + phases[r, 4])
+    one = dx.dtype.type(1)
+    zero_bias = np.zeros(cin, dtype=dx.dtype)
+    whole = np.zeros(8, dtype=np.int64)  # dx is written whole, as one phase of hs x ws outputs
+    whole[6], whole[7] = hs, ws
+    for t in prange(chunks):
+        gs = np.zeros((n_ph, cout, hd * wd), dtype=g.dtype)
+        zs = np.empty((cin, hs * wd), dtype=dx.dtype)
+        for b in range(t * n // chunks, (t + 1) * n // chunks):
+            for r in range(n_ph):
+                py, px, pt_p, pl_p, kph, kpw = phases[r, :6]
+                _fill_planes(g[b, py::uh, px::uw], kph - 1 - pt_p, kpw - 1 - pl_p, wd, gs[r])
+                _conv_planes(gs[r], wf_flip[r, :kph, :kpw], zs, wd, hs * wd, 0, r > 0)
+            _store_planes(zs, wd, dx[b], whole, 1, 1, zero_bias, 0, one)
+    return dx
 
 
 def conv2d_s1_input_grad(g, w, pt, pl, dx, up=(1, 1)):
@@ -487,21 +532,11 @@ def conv2d_s1_input_grad(g, w, pt, pl, dx, up=(1, 1)):
     g (N, ho, wo, Cout); fills and returns dx (N, H, W, Cin), the shape of x (the small image with
     ``up``). The adjoint of a correlation is a correlation with the kernel turned 180 degrees and its
     channel axes swapped, padded kh-1-pt above; with ``up``, the sum of that over the phases."""
-    chunks = _chunks(g.shape[0])
-    zero_bias = np.zeros(dx.shape[3], dx.dtype)
-    if up == (1, 1):
-        kh, kw = w.shape[:2]
-        return _conv2d_s1(g, _flipped(w), kh - 1 - pt, kw - 1 - pl, dx, chunks, zero_bias, 0, False)
-    dx[...] = 0
-    for (py, px), (pt_p, pl_p), (ty, tx) in _phases(*w.shape[:2], pt, pl, g.shape[1], g.shape[2], up):
-        g_phase, kph, kpw = g[:, py::up[0], px::up[1]], ty[-1] + 1, tx[-1] + 1
-        _conv2d_s1(g_phase, _flipped(_fold(w, ty, tx)), kph - 1 - pt_p, kpw - 1 - pl_p, dx, chunks, zero_bias, 0, True)
-    return dx
-
-
-def _flipped(w):
-    """w (kh, kw, Cin, Cout) turned 180 degrees, channel axes swapped: (kh, kw, Cout, Cin)."""
-    return np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))
+    phases, taps = _phases(*w.shape[:2], pt, pl, g.shape[1], g.shape[2], up)
+    wf_flip = np.ascontiguousarray(_fold(w, phases, taps)[:, ::-1, ::-1].transpose(0, 1, 2, 4, 3))
+    for r, (kph, kpw) in enumerate(phases[:, 4:6]):  # each folded kernel sits in the top-left corner
+        wf_flip[r, :kph, :kpw] = wf_flip[r, wf_flip.shape[1] - kph:, wf_flip.shape[2] - kpw:].copy()
+    return _conv2d_s1_input_grad(g, wf_flip, phases, *up, dx, _chunks(g.shape[0]))
 
 
 def _phase_taps(k: int, pad: int, up: int) -> list[tuple[int, list[int]]]:
@@ -516,21 +551,26 @@ def _phase_taps(k: int, pad: int, up: int) -> list[tuple[int, list[int]]]:
 
 
 def _phases(kh, kw, pt, pl, ho, wo, up):
-    """The phase convolutions of a kh x kw convolution of an input upsampled by ``up`` (see above),
-    for each phase with outputs: ((py, px), (pt_p, pl_p), (ty, tx)) as in :func:`_phase_taps`."""
+    """The phase table (see above; int64 (P, 8)) of a kh x kw convolution of an input upsampled by
+    ``up`` with ho x wo outputs, and per phase the folded tap of each tap (ty, tx)."""
+    rows, taps = [], []
     for py, (pt_p, ty) in enumerate(_phase_taps(kh, pt, up[0])):
         for px, (pl_p, tx) in enumerate(_phase_taps(kw, pl, up[1])):
             if py < ho and px < wo:
-                yield (py, px), (pt_p, pl_p), (ty, tx)
+                rows.append((py, px, pt_p, pl_p, ty[-1] + 1, tx[-1] + 1, len(range(py, ho, up[0])),
+                             len(range(px, wo, up[1]))))
+                taps.append((ty, tx))
+    return np.array(rows, dtype=np.int64).reshape(-1, 8), taps
 
 
-def _fold(w, ty, tx):
-    """A phase's kernel: w (kh, kw, Cin, Cout) with the taps that read the same small pixel summed,
-    (max(ty) + 1, max(tx) + 1, Cin, Cout)."""
-    folded = np.zeros((ty[-1] + 1, tx[-1] + 1, *w.shape[2:]), w.dtype)
-    for di, a in enumerate(ty):
-        for dj, b in enumerate(tx):
-            folded[a, b] += w[di, dj]
+def _fold(w, phases, taps):
+    """Every phase's kernel: w (kh, kw, Cin, Cout) with the taps that read the same small pixel
+    summed, (P, max kph, max kpw, Cin, Cout), each in its top-left corner (zeros around it)."""
+    folded = np.zeros((len(phases), phases[:, 4].max(), phases[:, 5].max(), *w.shape[2:]), w.dtype)
+    for r, (ty, tx) in enumerate(taps):
+        for di, a in enumerate(ty):
+            for dj, b in enumerate(tx):
+                folded[r, a, b] += w[di, dj]
     return folded
 
 
@@ -562,47 +602,53 @@ def conv2d_s1_input_grad_ref(g, w, pt, pl, dx, up=(1, 1)):
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks):
+def _conv2d_s1_kernel_grad(x, g, phases, uh, uw, dwf, chunks):
+    # per phase: dWf_p[t, u, c, o] = sum over (n, a, b) of x-plane[c][base_p + t*wp + u + a*wp + b]
+    # * g_p[n, a, b, o], with the x planes laid out as in the forward pass
     n, _, _, cin = x.shape
-    _, ho, wo, cout = g.shape
-    kh, kw = dw.shape[0], dw.shape[1]
-    wp, m = wo + kw - 1, ho * (wo + kw - 1)
+    cout = g.shape[3]
+    n_ph = phases.shape[0]
+    pt, pl, wp, hp = _plane_layout(phases)
     cout4 = cout - cout % 4
-    part = np.zeros((chunks, kh, kw, cin, cout), dtype=dw.dtype)
+    n5, k5h, k5w = dwf.shape[0], dwf.shape[1], dwf.shape[2]
+    part = np.zeros((chunks, n5, k5h, k5w, cin, cout), dtype=dwf.dtype)
     for t in prange(chunks):  # each chunk of images sums into its own copy of dW: no races
-        p = part[t]
-        xs = np.zeros((cin, (ho + kh) * wp), dtype=x.dtype)
-        gs = np.zeros((cout, m), dtype=g.dtype)  # the junk columns stay zero, so they add nothing
+        xs = np.zeros((cin, hp * wp), dtype=x.dtype)
+        gs = np.zeros((n_ph, cout, hp * wp), dtype=g.dtype)  # junk columns stay zero: they add nothing
         for b in range(t * n // chunks, (t + 1) * n // chunks):
             _fill_planes(x[b], pt, pl, wp, xs)
-            _fill_planes(g[b], 0, 0, wp, gs)
-            for c in range(cin):
-                for di in range(kh):
-                    for dj in range(kw):
-                        xo = xs[c, di * wp + dj:di * wp + dj + m]
-                        for o in range(0, cout4, 4):  # four dot products per pass: each x load used 4x
-                            g0, g1, g2, g3 = gs[o], gs[o + 1], gs[o + 2], gs[o + 3]
-                            s0 = s1 = s2 = s3 = dw.dtype.type(0)
-                            for q in range(m):
-                                xv = xo[q]
-                                s0 += g0[q] * xv
-                                s1 += g1[q] * xv
-                                s2 += g2[q] * xv
-                                s3 += g3[q] * xv
-                            p[di, dj, c, o] += s0
-                            p[di, dj, c, o + 1] += s1
-                            p[di, dj, c, o + 2] += s2
-                            p[di, dj, c, o + 3] += s3
-                        for o in range(cout4, cout):
-                            go = gs[o]
-                            s = dw.dtype.type(0)
-                            for q in range(m):
-                                s += go[q] * xo[q]
-                            p[di, dj, c, o] += s
-    dw[...] = part[0]
+            for r in range(n_ph):
+                py, px, pt_p, pl_p, kph, kpw, nh, _ = phases[r]
+                _fill_planes(g[b, py::uh, px::uw], 0, 0, wp, gs[r])
+                p, m, base = part[t, r], nh * wp, (pt - pt_p) * wp + pl - pl_p
+                for c in range(cin):
+                    for di in range(kph):
+                        for dj in range(kpw):
+                            off = base + di * wp + dj
+                            xo = xs[c, off:off + m]
+                            for o in range(0, cout4, 4):  # four dot products per pass: each x load used 4x
+                                g0, g1, g2, g3 = gs[r, o, :m], gs[r, o + 1, :m], gs[r, o + 2, :m], gs[r, o + 3, :m]
+                                s0 = s1 = s2 = s3 = dwf.dtype.type(0)
+                                for q in range(m):
+                                    xv = xo[q]
+                                    s0 += g0[q] * xv
+                                    s1 += g1[q] * xv
+                                    s2 += g2[q] * xv
+                                    s3 += g3[q] * xv
+                                p[di, dj, c, o] += s0
+                                p[di, dj, c, o + 1] += s1
+                                p[di, dj, c, o + 2] += s2
+                                p[di, dj, c, o + 3] += s3
+                            for o in range(cout4, cout):
+                                go = gs[r, o, :m]
+                                s = dwf.dtype.type(0)
+                                for q in range(m):
+                                    s += go[q] * xo[q]
+                                p[di, dj, c, o] += s
+    dwf[...] = part[0]
     for t in range(1, chunks):
-        dw += part[t]
-    return dw
+        dwf += part[t]
+    return dwf
 
 
 def conv2d_s1_kernel_grad(x, g, pt, pl, dw, up=(1, 1)):
@@ -610,16 +656,14 @@ def conv2d_s1_kernel_grad(x, g, pt, pl, dw, up=(1, 1)):
     gradient of :func:`conv2d_s1` for the output gradient g (N, ho, wo, Cout); fills ``dw``. With
     ``up``, x is taken upsampled by that factor, as in :func:`conv2d_s1`: each phase's folded-kernel
     gradient is handed to every tap that was folded into it."""
-    chunks = _chunks(x.shape[0])
-    if up == (1, 1):
-        return _conv2d_s1_kernel_grad(x, g, pt, pl, dw, chunks)
+    phases, taps = _phases(*dw.shape[:2], pt, pl, g.shape[1], g.shape[2], up)
+    dwf = np.empty((len(phases), phases[:, 4].max(), phases[:, 5].max(), *dw.shape[2:]), dw.dtype)
+    _conv2d_s1_kernel_grad(x, g, phases, *up, dwf, _chunks(x.shape[0]))
     dw[...] = 0
-    for (py, px), (pt_p, pl_p), (ty, tx) in _phases(*dw.shape[:2], pt, pl, g.shape[1], g.shape[2], up):
-        d_folded = np.empty((ty[-1] + 1, tx[-1] + 1, *dw.shape[2:]), dw.dtype)
-        _conv2d_s1_kernel_grad(x, g[:, py::up[0], px::up[1]], pt_p, pl_p, d_folded, chunks)
+    for r, (ty, tx) in enumerate(taps):
         for di, a in enumerate(ty):
             for dj, b in enumerate(tx):
-                dw[di, dj] += d_folded[a, b]
+                dw[di, dj] += dwf[r, a, b]
     return dw
 
 

@@ -167,14 +167,15 @@ class Model:
         backward pass.
 
         With ``fuse`` (the model's own methods; ``forward`` runs every layer as it is), an
-        UpSampling2D followed by a Conv2D that runs direct is left out and the convolution reads
-        its input upsampled on the fly (``Conv2D.upsampled_input``): the same result without the
-        upsampled tensor or its gradient."""
+        UpSampling2D followed by a Conv2D that runs direct is left out when the Conv2D says so
+        (``Conv2D.reads_upsampled``) and the convolution reads its input upsampled on the fly
+        (``upsampled_input``): the same result without the upsampled tensor or its gradient."""
         layers, steps = self._layers, []
         for i, layer in enumerate(layers):
             before = layers[i - 1] if i > 0 else None
             up = None
-            if fuse and isinstance(layer, Conv2D) and isinstance(before, UpSampling2D) and layer.runs_direct(training):
+            if fuse and isinstance(layer, Conv2D) and isinstance(before, UpSampling2D) and \
+                    layer.reads_upsampled(before.size, training):
                 steps.pop()
                 up = before.size
             steps.append((layer, logits and i == len(layers) - 1, up))
@@ -205,28 +206,30 @@ class Model:
         with self._reusing_buffers():
             value = self.compute_loss(x, y, training=True)
             grad = (self._logit_loss if self._fused else self.loss).backward()
-            for layer, from_logits, overwrite in self._backward_steps():
-                grad = self._layer_backward(layer, grad, from_logits, overwrite)
+            for layer, from_logits, overwrite, up in self._backward_steps():
+                grad = self._layer_backward(layer, grad, from_logits, overwrite, up)
         return value
 
-    def _backward_steps(self) -> list[tuple[Layer, bool, bool]]:
-        """(layer, from_logits, overwrite_grad) for the layers the last forward pass ran, in reverse,
+    def _backward_steps(self) -> list[tuple[Layer, bool, bool, tuple[int, int] | None]]:
+        """(layer, from_logits, overwrite_grad, upsampled_input) for the layers the last forward pass
+        ran, in reverse,
         and ``needs_input_grad`` set on each (nobody needs dL/dx of the first). A fused last layer
         takes dL/dz from the loss (``backward_logits``). A gradient from the layer above is used
         once and may be overwritten; the loss's own (when unfused) stays what ``loss.backward()``
         returns."""
         steps, last = [], len(self._steps) - 1
         for i in range(last, -1, -1):
-            layer, from_logits, _ = self._steps[i]
+            layer, from_logits, up = self._steps[i]
             layer.needs_input_grad = i > 0
-            steps.append((layer, from_logits, i < last or self._fused))
+            steps.append((layer, from_logits, i < last or self._fused, up))
         return steps
 
-    def _layer_backward(self, layer: Layer, grad: np.ndarray, from_logits: bool, overwrite: bool):
+    def _layer_backward(self, layer: Layer, grad: np.ndarray, from_logits: bool, overwrite: bool, up=None):
         """One step of :meth:`_backward_steps`, the layer's input gradient written into an array
-        lent from the model's shared gradient arrays (``_GradientArrays``)."""
+        lent from the model's shared gradient arrays (``_GradientArrays``); with ``up``, a gradient
+        for the image before that upsampling."""
         if layer.needs_input_grad:
-            size = grad.shape[0] * math.prod(layer.input_shape)
+            size = grad.shape[0] * math.prod(layer.input_shape) // math.prod(up or (1, 1))
             layer.lent = {"dx": self._gradient_arrays.pick(size, grad.dtype, busy=grad)}
         try:
             return layer.backward_logits(grad) if from_logits else layer.backward(grad, overwrite_grad=overwrite)
