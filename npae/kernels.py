@@ -28,7 +28,7 @@ __all__ = [
     "argmax_dtype", "maxpool_forward", "maxpool_forward_ref", "maxpool_backward", "maxpool_backward_ref",
     "upsample_forward", "upsample_forward_ref", "upsample_backward", "upsample_backward_ref",
     "conv2d_s1", "conv2d_s1_ref", "conv2d_s1_input_grad", "conv2d_s1_input_grad_ref",
-    "conv2d_s1_kernel_grad", "conv2d_s1_kernel_grad_ref",
+    "conv2d_s1_kernel_grad", "conv2d_s1_kernel_grad_ref", "upsampled_phases", "fold_kernel", "unfold_kernel_grad",
 ]
 
 from ._threads import configure_numba
@@ -125,10 +125,11 @@ def im2col_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
 # col2im: the adjoint of im2col. Every column entry is added back to the pixel it was copied from;
 # entries that came from the zero padding are dropped. Shape (N*ho*wo, kh*kw*C) -> (N, H, W, C).
 @_jit
-def col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
+def col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, out=None, accumulate=False):
     dx = np.empty((n, h, w, c), dtype=cols.dtype) if out is None else out
     for b in prange(n):  # one thread per image: the scatter-add below never races
-        dx[b] = 0
+        if not accumulate:
+            dx[b] = 0
         for i in range(ho):
             for j in range(wo):
                 row = (b * ho + i) * wo + j
@@ -146,16 +147,19 @@ def col2im(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
     return dx
 
 
-def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
+def col2im_ref(cols, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, out=None, accumulate=False):
     """NumPy twin of :func:`col2im`. For a fixed (di, dj) the target pixels are distinct, so a
     strided ``+=`` per (di, dj) loses no update. ``out`` (both versions): an (N, H, W, C) array to
-    fill instead of a new one."""
+    fill instead of a new one, or with ``accumulate`` to add to."""
     pb, pr = _pad_after(h, w, kh, kw, sh, sw, pt, pl, ho, wo)
     dxp = np.zeros((n, h + pt + pb, w + pl + pr, c), dtype=cols.dtype)
     c6 = cols.reshape(n, ho, wo, kh, kw, c)
     for di in range(kh):
         for dj in range(kw):
             dxp[:, di:di + sh * (ho - 1) + 1:sh, dj:dj + sw * (wo - 1) + 1:sw, :] += c6[:, :, :, di, dj, :]
+    if accumulate:
+        out += dxp[:, pt:pt + h, pl:pl + w, :]
+        return out
     return _into(out, np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + w, :]))
 
 
@@ -496,8 +500,8 @@ def conv2d_s1(x, w, pt, pl, ho, wo, out, up=(1, 1), bias=None, act=0):
     bias), applied as each output is written (saves a pass over the output: 1.1 ms for the
     denoiser's first layer, 256 images)."""
     bias = np.zeros(w.shape[3], out.dtype) if bias is None else bias
-    phases, taps = _phases(*w.shape[:2], pt, pl, ho, wo, up)
-    return _conv2d_s1(x, _fold(w, phases, taps), phases, *up, out, _chunks(x.shape[0]), bias, act)
+    phases, taps = upsampled_phases(*w.shape[:2], pt, pl, ho, wo, up)
+    return _conv2d_s1(x, fold_kernel(w, phases, taps), phases, *up, out, _chunks(x.shape[0]), bias, act)
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
@@ -532,8 +536,8 @@ def conv2d_s1_input_grad(g, w, pt, pl, dx, up=(1, 1)):
     g (N, ho, wo, Cout); fills and returns dx (N, H, W, Cin), the shape of x (the small image with
     ``up``). The adjoint of a correlation is a correlation with the kernel turned 180 degrees and its
     channel axes swapped, padded kh-1-pt above; with ``up``, the sum of that over the phases."""
-    phases, taps = _phases(*w.shape[:2], pt, pl, g.shape[1], g.shape[2], up)
-    wf_flip = np.ascontiguousarray(_fold(w, phases, taps)[:, ::-1, ::-1].transpose(0, 1, 2, 4, 3))
+    phases, taps = upsampled_phases(*w.shape[:2], pt, pl, g.shape[1], g.shape[2], up)
+    wf_flip = np.ascontiguousarray(fold_kernel(w, phases, taps)[:, ::-1, ::-1].transpose(0, 1, 2, 4, 3))
     for r, (kph, kpw) in enumerate(phases[:, 4:6]):  # each folded kernel sits in the top-left corner
         wf_flip[r, :kph, :kpw] = wf_flip[r, wf_flip.shape[1] - kph:, wf_flip.shape[2] - kpw:].copy()
     return _conv2d_s1_input_grad(g, wf_flip, phases, *up, dx, _chunks(g.shape[0]))
@@ -550,7 +554,7 @@ def _phase_taps(k: int, pad: int, up: int) -> list[tuple[int, list[int]]]:
     return phases
 
 
-def _phases(kh, kw, pt, pl, ho, wo, up):
+def upsampled_phases(kh, kw, pt, pl, ho, wo, up):
     """The phase table (see above; int64 (P, 8)) of a kh x kw convolution of an input upsampled by
     ``up`` with ho x wo outputs, and per phase the folded tap of each tap (ty, tx)."""
     rows, taps = [], []
@@ -563,7 +567,7 @@ def _phases(kh, kw, pt, pl, ho, wo, up):
     return np.array(rows, dtype=np.int64).reshape(-1, 8), taps
 
 
-def _fold(w, phases, taps):
+def fold_kernel(w, phases, taps):
     """Every phase's kernel: w (kh, kw, Cin, Cout) with the taps that read the same small pixel
     summed, (P, max kph, max kpw, Cin, Cout), each in its top-left corner (zeros around it)."""
     folded = np.zeros((len(phases), phases[:, 4].max(), phases[:, 5].max(), *w.shape[2:]), w.dtype)
@@ -572,6 +576,17 @@ def _fold(w, phases, taps):
             for dj, b in enumerate(tx):
                 folded[r, a, b] += w[di, dj]
     return folded
+
+
+def unfold_kernel_grad(d_folded, taps, dw):
+    """The adjoint of :func:`fold_kernel`: dw[di, dj] = sum over phases r of d_folded[r, ty[di],
+    tx[dj]] (each tap's weight went into one folded tap per phase). Fills and returns dw."""
+    dw[...] = 0
+    for r, (ty, tx) in enumerate(taps):
+        for di, a in enumerate(ty):
+            for dj, b in enumerate(tx):
+                dw[di, dj] += d_folded[r, a, b]
+    return dw
 
 
 def _chunks(n: int) -> int:
@@ -656,15 +671,10 @@ def conv2d_s1_kernel_grad(x, g, pt, pl, dw, up=(1, 1)):
     gradient of :func:`conv2d_s1` for the output gradient g (N, ho, wo, Cout); fills ``dw``. With
     ``up``, x is taken upsampled by that factor, as in :func:`conv2d_s1`: each phase's folded-kernel
     gradient is handed to every tap that was folded into it."""
-    phases, taps = _phases(*dw.shape[:2], pt, pl, g.shape[1], g.shape[2], up)
+    phases, taps = upsampled_phases(*dw.shape[:2], pt, pl, g.shape[1], g.shape[2], up)
     dwf = np.empty((len(phases), phases[:, 4].max(), phases[:, 5].max(), *dw.shape[2:]), dw.dtype)
     _conv2d_s1_kernel_grad(x, g, phases, *up, dwf, _chunks(x.shape[0]))
-    dw[...] = 0
-    for r, (ty, tx) in enumerate(taps):
-        for di, a in enumerate(ty):
-            for dj, b in enumerate(tx):
-                dw[di, dj] += dwf[r, a, b]
-    return dw
+    return unfold_kernel_grad(dwf, taps, dw)
 
 
 def conv2d_s1_kernel_grad_ref(x, g, pt, pl, dw, up=(1, 1)):

@@ -36,6 +36,11 @@ def test_im2col_and_col2im_match_twins(dtype):
                                    err_msg=f"shape {shape} window {win}")
         # col2im is the adjoint of im2col: <im2col(x), g> == <x, col2im(g)>
         assert np.isclose(np.sum(cols * g, dtype=np.float64), np.sum(x * got, dtype=np.float64), rtol=1e-4)
+        # accumulate=True adds to what out holds (both versions)
+        for f in (K.col2im, K.col2im_ref):
+            acc = x.copy()
+            f(g, *shape, *win, acc, accumulate=True)
+            np.testing.assert_allclose(acc, x + want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -4,7 +4,7 @@ and layers behave like Keras's: shapes, weight layouts, init, and clear errors."
 import numpy as np
 import pytest
 
-from npae import gradcheck, initializers, regularizers
+from npae import gradcheck, initializers, kernels, regularizers
 from npae.layers import (
     Activation,
     Conv2D,
@@ -91,7 +91,8 @@ def test_conv2d_patch_blocks_agree_with_one_block(block_bytes, blocks):
         layer = Conv2D(4, 3, padding="same", activation="relu", dtype=np.float64)
         layer.build(x.shape[1:], np.random.default_rng(0))
         layer.patch_block_bytes = size
-        assert not layer.direct_mode and len(layer._image_blocks(5, x.dtype)) == (1 if size == 2**30 else blocks)
+        n_blocks = len(layer._image_blocks(5, x.dtype, layer._phase_plan((1, 1))))
+        assert not layer.direct_mode and n_blocks == (1 if size == 2**30 else blocks)
         results.append((layer.forward(x, True).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy()))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -99,6 +100,31 @@ def test_conv2d_patch_blocks_agree_with_one_block(block_bytes, blocks):
     layer.build(x.shape[1:])
     layer.patch_block_bytes = block_bytes
     passes(layer, x.shape[1:])
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("up,kernel,padding", [((2, 2), 3, "same"), ((2, 2), 3, "valid"), ((1, 3), (2, 3), "same"),
+                                               ((3, 2), (3, 1), "valid")])
+def test_conv2d_reading_an_upsampled_input_equals_upsampling_first(monkeypatch, up, kernel, padding, direct):
+    # upsampled_input (phase by phase, on both paths; im2col in uneven blocks) = UpSampling2D then
+    # the convolution: the same output, the same kernel gradient, and as input gradient the
+    # upsampling's backward pass of the convolution's
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 4, 3, 3))
+    big = x.repeat(up[0], axis=1).repeat(up[1], axis=2)
+    layer = Conv2D(4, kernel, padding=padding, activation="relu", dtype=np.float64)
+    layer.build(big.shape[1:], np.random.default_rng(0))
+    layer.params["bias"][:] = 0.1
+    monkeypatch.setattr(Conv2D, "direct_mode", property(lambda self: direct))
+    layer.patch_block_bytes = 25000  # im2col: about 2 images per block, the last one alone
+    g = rng.standard_normal((5, *layer.output_shape))
+    want = (layer.forward(big, True).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy())
+    assert layer.reads_upsampled(up, True) == (not direct)  # (a Model would not fuse so small an image)
+    layer.upsampled_input = up
+    got = (layer.forward(x, True).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy())
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[1], kernels.upsample_backward_ref(want[1], *up), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-12, atol=1e-12)
 
 
 def test_conv2d_backward_follows_the_inference_forward():

@@ -124,9 +124,9 @@ class Conv2D(Layer):
         return self.direct_mode or (self.strides == (1, 1) and self.input_shape[2] * self.filters <= 128)
 
     #: Set by a Model, for one forward call, when it runs an UpSampling2D(size) and this layer as
-    #: one step (only if this layer runs direct): the input is then the small image (N, H/uh, W/uw,
-    #: Cin), read upsampled on the fly, and the backward pass returns the gradient with respect to
-    #: it. None: an ordinary input.
+    #: one step (see ``reads_upsampled``): the input is then the small image (N, H/uh, W/uw, Cin),
+    #: read upsampled on the fly, and the backward pass returns the gradient with respect to it.
+    #: None: an ordinary input.
     upsampled_input: tuple[int, int] | None = None
 
     #: im2col builds the patch matrix a few images at a time, about this many bytes per block, and
@@ -140,13 +140,17 @@ class Conv2D(Layer):
 
     def reads_upsampled(self, size: tuple[int, int], training: bool) -> bool:
         """Whether a Model should let this layer read an UpSampling2D(size)'s input on the fly
-        (``upsampled_input``): when it runs direct and the small image has at least 8x8 pixels.
-        Below that the phase convolutions' rows are too short to pay. Forward + backward per 256
+        (``upsampled_input``), one output phase at a time: with stride 1, always on the im2col path
+        (14x14 32 -> 32 from 7x7: GEMMs of 16 instead of 36 multiply-adds per 2x2 outputs), and on
+        the direct path when the small image has at least 8x8 pixels. Below that the direct phase
+        convolutions' rows are too short to pay. Forward + backward per 256
         images: 8 -> 8 on 4x4 upsampled to 8x8 3.0 ms phase by phase, 2.4 with the upsampling run
         on its own; 8 -> 16 on 8x8 (valid, to 14x14) 7.9 phase by phase against 10.1 reading the
         upsampled image on the fly in one piece, 16 -> 1 on 14x14 5.3 against 8.4."""
         h, w, _ = self.input_shape
-        return self.runs_direct(training) and (h // size[0]) * (w // size[1]) >= 64
+        if self.strides != (1, 1):
+            return False
+        return not self.runs_direct(training) or (h // size[0]) * (w // size[1]) >= 64
 
     def _check_input(self, x, shape=None):
         if self.upsampled_input is None:
@@ -170,75 +174,121 @@ class Conv2D(Layer):
     def forward_linear(self, x, training):
         if self.runs_direct(training):
             return self._forward_direct(x, None, 0)
-        kh, kw, cin, cout = self.params["kernel"].shape
-        ho, wo, pt, pl = self._geom
+        ho, wo, _, _ = self._geom
         self._direct, self._up = False, self.upsampled_input or (1, 1)  # for the backward pass
-        if self._up != (1, 1):
-            raise RuntimeError(f"{self.name}: an upsampled input needs the direct kernel (runs_direct)")
-        n, rows, w2 = x.shape[0], ho * wo, self.params["kernel"].reshape(-1, cout)
-        blocks = self._image_blocks(n, x.dtype)
-        cols = self._patch_buffer(blocks, x.dtype)  # (block rows, K)
-        z = self.result_buffer("out", (n * rows, cout), x.dtype)  # (N*Ho*Wo, Cout)
+        n, cout = x.shape[0], self.filters
+        plan = self._phase_plan(self._up)
+        blocks = self._image_blocks(n, x.dtype, plan)
+        cols = self._patch_buffer(blocks, x.dtype, plan)  # flat scratch for one block's patches
+        z = self.result_buffer("out", (n * ho * wo, cout), x.dtype)  # (N*Ho*Wo, Cout)
         for s, e in blocks:  # Z_b = P_b W, with P_b built just before, still in cache
-            p = kernels.im2col(x[s:e], *self._window(), cols[:(e - s) * rows])
-            np.matmul(p, w2, out=z[s * rows:e * rows])
-        self._x, self._patches = x, (s, e, p)  # the scratch still holds the last block's patches
+            for window, w2, at in plan:
+                p = self._patches_of(x, s, e, window, cols)
+                if at is None:
+                    np.matmul(p, w2, out=z[s * ho * wo:e * ho * wo])
+                else:  # an output phase: every uh-th row and uw-th column of the block's outputs
+                    z_p = np.matmul(p, w2, out=self.workspace("z_phase", (len(p), cout), x.dtype))
+                    z.reshape(n, ho, wo, cout)[s:e, at[0]::self._up[0], at[1]::self._up[1]] = \
+                        z_p.reshape(e - s, window[6], window[7], cout)
+        self._x = x
+        self._patches = (s, e, p) if len(plan) == 1 else None  # the scratch holds the last block's patches
         return z
+
+    def _phase_plan(self, up: tuple[int, int]) -> list[tuple[tuple, np.ndarray, tuple[int, int] | None]]:
+        """The im2col path's GEMMs, as (window for kernels.im2col, kernel matrix (K_p, Cout), output
+        phase): one, the layer's own window and kernel (phase None), or with an upsampled input one
+        per output phase (py, px) for an input upsampled by ``up`` (not (1, 1)), with the kernel
+        folded for it (see ``kernels.upsampled_phases``): a 3x3 kernel on an image upsampled 2x
+        becomes four 2x2 kernels on the small image, so the GEMMs do 16 instead of 36 multiply-adds
+        per 2x2 block of outputs."""
+        kernel = self.params["kernel"]
+        kh, kw, _, cout = kernel.shape
+        ho, wo, pt, pl = self._geom
+        if up == (1, 1):
+            return [(self._window(), kernel.reshape(-1, cout), None)]
+        phases, self._taps = kernels.upsampled_phases(kh, kw, pt, pl, ho, wo, up)
+        folded = kernels.fold_kernel(kernel, phases, self._taps)
+        return [((kph, kpw, 1, 1, pt_p, pl_p, nh, nw), folded[r, :kph, :kpw].reshape(-1, cout), (py, px))
+                for r, (py, px, pt_p, pl_p, kph, kpw, nh, nw) in enumerate(phases)]
+
+    @staticmethod
+    def _patches_of(x, s, e, window, cols):
+        """im2col of images [s, e) of x for ``window`` into the flat scratch ``cols``."""
+        rows, k = (e - s) * window[6] * window[7], window[0] * window[1] * x.shape[3]
+        return kernels.im2col(x[s:e], *window, cols[:rows * k].reshape(rows, k))
 
     def backward_linear(self, g2):
         # g2 = dL/dz as (N*Ho*Wo, Cout); the base class has already taken dL/dbias from it
         kernel = self.params["kernel"]
         kh, kw, cin, cout = kernel.shape
         ho, wo, pt, pl = self._geom
-        h, w, _ = self.input_shape
+        h, w = self.input_shape[0] // self._up[0], self.input_shape[1] // self._up[1]  # x's own size
+        n = self._x.shape[0]
         if self._direct:
-            n = self._x.shape[0]
             g4 = g2.reshape(n, ho, wo, cout)
             kernels.conv2d_s1_kernel_grad(self._x, g4, pt, pl, self.grads["kernel"], up=self._up)
             if not self.needs_input_grad:
                 return None
-            dx = self.result_buffer("dx", (n, h // self._up[0], w // self._up[1], cin), g2.dtype)
+            dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype)
             return kernels.conv2d_s1_input_grad(g4, kernel, pt, pl, dx, up=self._up)
-        # dW = sum over blocks b of P_b^T G_b; dP_b = G_b W^T -> col2im. Each block's patches are
-        # rebuilt from the kept input (cheap, and in cache), except the last block's, which the
-        # forward pass left in the scratch: so the blocks go in reverse order
-        n, rows, w2 = self._x.shape[0], ho * wo, kernel.reshape(-1, cout)
-        blocks = self._image_blocks(n, g2.dtype)
+        # per GEMM of the plan: dW = sum over blocks b of P_b^T G_b; dP_b = G_b W^T -> col2im (the
+        # phases of an upsampled input add into the same dx). Each block's patches are rebuilt from
+        # the kept input (cheap, and in cache), except the last block's when the forward pass left
+        # them in the scratch: so the blocks go in reverse order
+        plan = self._phase_plan(self._up)
+        blocks = self._image_blocks(n, g2.dtype, plan)
         # the last block's patches, if no other layer has used the scratch memory since
         kept = self._patches if self.scratch is not None and self.scratch.owner is self else None
         self._patches = None  # the scratch is overwritten below
-        cols = self._patch_buffer(blocks, g2.dtype)
-        dw, dw_part = self.grads["kernel"].reshape(w2.shape), self.workspace("dw_part", w2.shape, g2.dtype)
+        cols = self._patch_buffer(blocks, g2.dtype, plan)
+        k_max = max(w2.shape[0] for _, w2, _ in plan)
+        dws = self.workspace("dw_plan", (len(plan), k_max, cout), g2.dtype)  # dW of each GEMM
+        dw_part = self.workspace("dw_part", (k_max, cout), g2.dtype)
         dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype) if self.needs_input_grad else None
         for i, (s, e) in enumerate(reversed(blocks)):
-            if kept is not None and kept[:2] == (s, e):
-                p = kept[2]
-            else:
-                p = kernels.im2col(self._x[s:e], *self._window(), cols[:(e - s) * rows])
-            g_b = g2[s * rows:e * rows]
-            np.matmul(p.T, g_b, out=dw_part if i else dw)  # (K, Cout)
-            if i:
-                dw += dw_part
-            if dx is not None:
-                dp = np.matmul(g_b, w2.T, out=p)  # dP_b (block rows, K) replaces P_b in the scratch
-                kernels.col2im(dp, e - s, h, w, cin, *self._window(), dx[s:e])
+            for j, (window, w2, at) in enumerate(plan):
+                if kept is not None and kept[:2] == (s, e):
+                    p = kept[2]
+                else:
+                    p = self._patches_of(self._x, s, e, window, cols)
+                if at is None:
+                    g_b = g2[s * ho * wo:e * ho * wo]
+                else:  # this phase's outputs of the block, gathered into rows
+                    g_b = self.workspace("g_phase", (len(p), cout), g2.dtype)
+                    g_b.reshape(e - s, window[6], window[7], cout)[...] = \
+                        g2.reshape(n, ho, wo, cout)[s:e, at[0]::self._up[0], at[1]::self._up[1]]
+                dw_j, part = dws[j, :len(w2)], dw_part[:len(w2)]
+                np.matmul(p.T, g_b, out=part if i else dw_j)  # (K_p, Cout)
+                if i:
+                    dw_j += part
+                if dx is not None:
+                    dp = np.matmul(g_b, w2.T, out=p)  # dP_b (block rows, K_p) replaces P_b in the scratch
+                    kernels.col2im(dp, e - s, h, w, cin, *window, dx[s:e], accumulate=j > 0)
+        if len(plan) == 1:
+            self.grads["kernel"].reshape(-1, cout)[...] = dws[0]
+        else:
+            kph, kpw = max(wd[0] for wd, _, _ in plan), max(wd[1] for wd, _, _ in plan)
+            folded = np.zeros((len(plan), kph, kpw, cin, cout), g2.dtype)
+            for j, (window, w2, _) in enumerate(plan):
+                folded[j, :window[0], :window[1]] = dws[j, :len(w2)].reshape(window[0], window[1], cin, cout)
+            kernels.unfold_kernel_grad(folded, self._taps, self.grads["kernel"])
         return dx
 
-    def _patch_width(self) -> int:
-        kh, kw, cin, _ = self.params["kernel"].shape
-        return kh * kw * cin  # K, one patch
-
-    def _image_blocks(self, n: int, dtype) -> list[tuple[int, int]]:
-        """Image ranges [s, e) whose patch matrix is about ``patch_block_bytes`` (at least one image)."""
-        ho, wo, _, _ = self._geom
-        step = max(1, self.patch_block_bytes // (ho * wo * self._patch_width() * np.dtype(dtype).itemsize))
+    def _image_blocks(self, n: int, dtype, plan) -> list[tuple[int, int]]:
+        """Image ranges [s, e) whose patch matrix (the largest of the plan's, see ``_phase_plan``) is
+        about ``patch_block_bytes`` (at least one image)."""
+        step = max(1, self.patch_block_bytes // (self._patch_elements(plan) * np.dtype(dtype).itemsize))
         return [(s, min(s + step, n)) for s in range(0, n, step)]
 
-    def _patch_buffer(self, blocks, dtype) -> np.ndarray:
-        """Scratch memory for one block's patch matrix (and then its gradient), (rows, K)."""
-        ho, wo, _, _ = self._geom
+    @staticmethod
+    def _patch_elements(plan) -> int:
+        """Elements of one image's patch matrix, the largest of the plan's GEMMs: rows x K."""
+        return max(window[6] * window[7] * len(w2) for window, w2, _ in plan)
+
+    def _patch_buffer(self, blocks, dtype, plan) -> np.ndarray:
+        """Flat scratch memory for one block's patch matrix (and then its gradient)."""
         s, e = blocks[0]
-        return self.take_scratch(((e - s) * ho * wo, self._patch_width()), dtype)
+        return self.take_scratch(((e - s) * self._patch_elements(plan),), dtype)
 
     def get_config(self):
         names = [n if isinstance(n, str) else "glorot_uniform" for n in self._init_names]
