@@ -2,7 +2,8 @@
 
 Every public kernel ``f`` has a reference twin ``f_ref`` with the same signature and the same
 result: the twin is slow and obvious, the kernel is fast. The tests hold one against the other
-for random shapes in float32 and float64.
+for random shapes in float32 and float64. (``upsampled_phases``, ``fold_kernel`` and
+``unfold_kernel_grad`` are plain-NumPy helpers of the direct and im2col convolutions.)
 
 All images are channels-last: ``x`` has shape ``(N, H, W, C)``. A sliding window is described by
 its size ``(kh, kw)``, stride ``(sh, sw)``, the padding before it ``(pt, pl)`` (top, left) and the
@@ -537,10 +538,11 @@ def conv2d_s1_input_grad(g, w, pt, pl, dx, up=(1, 1)):
     ``up``). The adjoint of a correlation is a correlation with the kernel turned 180 degrees and its
     channel axes swapped, padded kh-1-pt above; with ``up``, the sum of that over the phases."""
     phases, taps = upsampled_phases(*w.shape[:2], pt, pl, g.shape[1], g.shape[2], up)
-    wf_flip = np.ascontiguousarray(fold_kernel(w, phases, taps)[:, ::-1, ::-1].transpose(0, 1, 2, 4, 3))
-    for r, (kph, kpw) in enumerate(phases[:, 4:6]):  # each folded kernel sits in the top-left corner
-        wf_flip[r, :kph, :kpw] = wf_flip[r, wf_flip.shape[1] - kph:, wf_flip.shape[2] - kpw:].copy()
-    return _conv2d_s1_input_grad(g, wf_flip, phases, *up, dx, _chunks(g.shape[0]))
+    folded = fold_kernel(w, phases, taps)
+    flipped = np.zeros((*folded.shape[:3], folded.shape[4], folded.shape[3]), w.dtype)  # (P, kh, kw, Cout, Cin)
+    for r, (kph, kpw) in enumerate(phases[:, 4:6]):  # each in its top-left corner, as fold_kernel leaves them
+        flipped[r, :kph, :kpw] = folded[r, kph - 1::-1, kpw - 1::-1].transpose(0, 1, 3, 2)
+    return _conv2d_s1_input_grad(g, flipped, phases, *up, dx, _chunks(g.shape[0]))
 
 
 def _phase_taps(k: int, pad: int, up: int) -> list[tuple[int, list[int]]]:

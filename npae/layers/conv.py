@@ -27,13 +27,14 @@ such sums:
          W_flipped[a', b', o, c] = kernel[kh-1-a', kw-1-b', c, o]   (the adjoint of a correlation
          is a correlation with the kernel turned 180 degrees and its channel axes swapped)
 
-Inside a Model, an UpSampling2D right before a direct Conv2D is not run on its own: the convolution
-reads the small image as if upsampled (``upsampled_input``), one output phase at a time with the
-taps that read the same small pixel folded together (``kernels.conv2d_s1(up=...)``: a 3x3 kernel
-on a 2x upsampled image is four 2x2 kernels on the small one), and its input gradient comes out
-for the small image, which takes in UpSampling2D's backward pass. The same numbers, without the
-upsampled tensor or its gradient (28x28x32 in the denoiser: 26 MB each per batch of 256) and with
-16 instead of 36 multiply-adds per 2x2 block of outputs.
+Inside a Model, an UpSampling2D right before a Conv2D is (as ``reads_upsampled`` decides) not run
+on its own: the convolution reads the small image as if upsampled (``upsampled_input``), one output
+phase at a time with the taps that read the same small pixel folded together (a 3x3 kernel on a 2x
+upsampled image is four 2x2 kernels on the small one; ``kernels.upsampled_phases``), on both paths:
+the direct kernel (``kernels.conv2d_s1(up=...)``), or one im2col + GEMM per phase (``_phase_plan``).
+Its input gradient comes out for the small image, which takes in UpSampling2D's backward pass. The
+same numbers, without the upsampled tensor or its gradient (28x28x32 in the denoiser: 26 MB each per
+batch of 256) and with 16 instead of 36 multiply-adds per 2x2 block of outputs.
 """
 
 from __future__ import annotations
