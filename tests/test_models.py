@@ -191,7 +191,7 @@ def test_predict_fills_its_result_whatever_the_last_layer(last):
 
 @pytest.mark.parametrize("name", ["convolutional", "denoising"])
 def test_upsampling_read_by_the_next_conv_gives_the_layer_by_layer_numbers(name):
-    # inside compute_gradients/predict an UpSampling2D before a direct Conv2D is not run on its
+    # inside compute_gradients/predict an UpSampling2D before a Conv2D is (mostly) not run on its
     # own; the public forward and a hand-written backward through every layer must agree with it
     ae = autoencoders.BUILDERS[name](seed=0)[0].astype(np.float64)
     x = np.random.default_rng(6).random((3, 28, 28, 1))
