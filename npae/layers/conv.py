@@ -144,10 +144,10 @@ class Conv2D(Layer):
         (``upsampled_input``), one output phase at a time: with stride 1, always on the im2col path
         (14x14 32 -> 32 from 7x7: GEMMs of 16 instead of 36 multiply-adds per 2x2 outputs), and on
         the direct path when the small image has at least 8x8 pixels. Below that the direct phase
-        convolutions' rows are too short to pay. Forward + backward per 256
-        images: 8 -> 8 on 4x4 upsampled to 8x8 3.0 ms phase by phase, 2.4 with the upsampling run
-        on its own; 8 -> 16 on 8x8 (valid, to 14x14) 7.9 phase by phase against 10.1 reading the
-        upsampled image on the fly in one piece, 16 -> 1 on 14x14 5.3 against 8.4."""
+        convolutions' rows are too short to pay. Forward + backward per 256 images: 8 -> 8 on 4x4
+        upsampled to 8x8 3.0 ms phase by phase, 2.4 with the upsampling run on its own; 8 -> 16 on
+        8x8 (valid, to 14x14) 7.9 phase by phase against 10.1 reading the upsampled image on the fly
+        in one piece, 16 -> 1 on 14x14 5.3 against 8.4."""
         h, w, _ = self.input_shape
         if self.strides != (1, 1):
             return False
@@ -178,7 +178,7 @@ class Conv2D(Layer):
         ho, wo, _, _ = self._geom
         self._direct, self._up = False, self.upsampled_input or (1, 1)  # for the backward pass
         n, cout = x.shape[0], self.filters
-        plan = self._phase_plan(self._up)
+        plan, _ = self._phase_plan(self._up)
         blocks = self._image_blocks(n, x.dtype, plan)
         cols = self._patch_buffer(blocks, x.dtype, plan)  # flat scratch for one block's patches
         z = self.result_buffer("out", (n * ho * wo, cout), x.dtype)  # (N*Ho*Wo, Cout)
@@ -195,9 +195,10 @@ class Conv2D(Layer):
         self._patches = (s, e, p) if len(plan) == 1 else None  # the scratch holds the last block's patches
         return z
 
-    def _phase_plan(self, up: tuple[int, int]) -> list[tuple[tuple, np.ndarray, tuple[int, int] | None]]:
-        """The im2col path's GEMMs, as (window for kernels.im2col, kernel matrix (K_p, Cout), output
-        phase): one, the layer's own window and kernel (phase None), or with an upsampled input one
+    def _phase_plan(self, up: tuple[int, int]) -> tuple[list, list | None]:
+        """The im2col path's GEMMs, [(window for kernels.im2col, kernel matrix (K_p, Cout), output
+        phase)], and the folded taps (``kernels.upsampled_phases``; None without upsampling): one
+        GEMM, the layer's own window and kernel (phase None), or with an upsampled input one
         per output phase (py, px) for an input upsampled by ``up`` (not (1, 1)), with the kernel
         folded for it (see ``kernels.upsampled_phases``): a 3x3 kernel on an image upsampled 2x
         becomes four 2x2 kernels on the small image, so the GEMMs do 16 instead of 36 multiply-adds
@@ -206,11 +207,11 @@ class Conv2D(Layer):
         kh, kw, _, cout = kernel.shape
         ho, wo, pt, pl = self._geom
         if up == (1, 1):
-            return [(self._window(), kernel.reshape(-1, cout), None)]
-        phases, self._taps = kernels.upsampled_phases(kh, kw, pt, pl, ho, wo, up)
-        folded = kernels.fold_kernel(kernel, phases, self._taps)
+            return [(self._window(), kernel.reshape(-1, cout), None)], None
+        phases, taps = kernels.upsampled_phases(kh, kw, pt, pl, ho, wo, up)
+        folded = kernels.fold_kernel(kernel, phases, taps)
         return [((kph, kpw, 1, 1, pt_p, pl_p, nh, nw), folded[r, :kph, :kpw].reshape(-1, cout), (py, px))
-                for r, (py, px, pt_p, pl_p, kph, kpw, nh, nw) in enumerate(phases)]
+                for r, (py, px, pt_p, pl_p, kph, kpw, nh, nw) in enumerate(phases)], taps
 
     @staticmethod
     def _patches_of(x, s, e, window, cols):
@@ -221,7 +222,7 @@ class Conv2D(Layer):
     def backward_linear(self, g2):
         # g2 = dL/dz as (N*Ho*Wo, Cout); the base class has already taken dL/dbias from it
         kernel = self.params["kernel"]
-        kh, kw, cin, cout = kernel.shape
+        cin, cout = kernel.shape[2:]
         ho, wo, pt, pl = self._geom
         h, w = self.input_shape[0] // self._up[0], self.input_shape[1] // self._up[1]  # x's own size
         n = self._x.shape[0]
@@ -236,7 +237,7 @@ class Conv2D(Layer):
         # phases of an upsampled input add into the same dx). Each block's patches are rebuilt from
         # the kept input (cheap, and in cache), except the last block's when the forward pass left
         # them in the scratch: so the blocks go in reverse order
-        plan = self._phase_plan(self._up)
+        plan, taps = self._phase_plan(self._up)
         blocks = self._image_blocks(n, g2.dtype, plan)
         # the last block's patches, if no other layer has used the scratch memory since
         kept = self._patches if self.scratch is not None and self.scratch.owner is self else None
@@ -272,7 +273,7 @@ class Conv2D(Layer):
             folded = np.zeros((len(plan), kph, kpw, cin, cout), g2.dtype)
             for j, (window, w2, _) in enumerate(plan):
                 folded[j, :window[0], :window[1]] = dws[j, :len(w2)].reshape(window[0], window[1], cin, cout)
-            kernels.unfold_kernel_grad(folded, self._taps, self.grads["kernel"])
+            kernels.unfold_kernel_grad(folded, taps, self.grads["kernel"])
         return dx
 
     def _image_blocks(self, n: int, dtype, plan) -> list[tuple[int, int]]:
