@@ -581,13 +581,14 @@ def fold_kernel(w, phases, taps):
 
 
 def unfold_kernel_grad(d_folded, taps, dw):
-    """The adjoint of :func:`fold_kernel`: dw[di, dj] = sum over phases r of d_folded[r, ty[di],
-    tx[dj]] (each tap's weight went into one folded tap per phase). Fills and returns dw."""
+    """The adjoint of :func:`fold_kernel`: dw[di, dj] = sum over phases r of d_folded[r][ty[di],
+    tx[dj]] (each tap's weight went into one folded tap per phase); d_folded is fold_kernel's
+    layout or a list of per-phase (kph, kpw, Cin, Cout) arrays. Fills and returns dw."""
     dw[...] = 0
     for r, (ty, tx) in enumerate(taps):
         for di, a in enumerate(ty):
             for dj, b in enumerate(tx):
-                dw[di, dj] += d_folded[r, a, b]
+                dw[di, dj] += d_folded[r][a, b]
     return dw
 
 

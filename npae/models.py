@@ -167,7 +167,7 @@ class Model:
         backward pass.
 
         With ``fuse`` (the model's own methods; ``forward`` runs every layer as it is), an
-        UpSampling2D followed by a Conv2D that runs direct is left out when the Conv2D says so
+        UpSampling2D followed by a Conv2D is left out when the Conv2D says so
         (``Conv2D.reads_upsampled``) and the convolution reads its input upsampled on the fly
         (``upsampled_input``): the same result without the upsampled tensor or its gradient."""
         layers, steps = self._layers, []
@@ -184,12 +184,12 @@ class Model:
 
     @staticmethod
     def _layer_forward(x: np.ndarray, training: bool, layer: Layer, from_logits: bool, up) -> np.ndarray:
-        """One step of :meth:`_forward_steps`."""
+        """One step of :meth:`_forward_steps` (``up``, if any, set on the layer for this call only)."""
         if up is None:
             return layer.forward_logits(x, training) if from_logits else layer.forward(x, training)
         layer.upsampled_input = up
         try:
-            return layer.forward_logits(x, training) if from_logits else layer.forward(x, training)
+            return Model._layer_forward(x, training, layer, from_logits, None)
         finally:
             layer.upsampled_input = None
 
@@ -212,11 +212,10 @@ class Model:
 
     def _backward_steps(self) -> list[tuple[Layer, bool, bool, tuple[int, int] | None]]:
         """(layer, from_logits, overwrite_grad, upsampled_input) for the layers the last forward pass
-        ran, in reverse,
-        and ``needs_input_grad`` set on each (nobody needs dL/dx of the first). A fused last layer
-        takes dL/dz from the loss (``backward_logits``). A gradient from the layer above is used
-        once and may be overwritten; the loss's own (when unfused) stays what ``loss.backward()``
-        returns."""
+        ran, in reverse, and ``needs_input_grad`` set on each (nobody needs dL/dx of the first). A
+        fused last layer takes dL/dz from the loss (``backward_logits``). A gradient from the layer
+        above is used once and may be overwritten; the loss's own (when unfused) stays what
+        ``loss.backward()`` returns."""
         steps, last = [], len(self._steps) - 1
         for i in range(last, -1, -1):
             layer, from_logits, up = self._steps[i]

@@ -182,6 +182,7 @@ class Conv2D(Layer):
         blocks = self._image_blocks(n, x.dtype, plan)
         cols = self._patch_buffer(blocks, x.dtype, plan)  # flat scratch for one block's patches
         z = self.result_buffer("out", (n * ho * wo, cout), x.dtype)  # (N*Ho*Wo, Cout)
+        z4, (uh, uw) = z.reshape(n, ho, wo, cout), self._up
         for s, e in blocks:  # Z_b = P_b W, with P_b built just before, still in cache
             for window, w2, at in plan:
                 p = self._patches_of(x, s, e, window, cols)
@@ -189,8 +190,7 @@ class Conv2D(Layer):
                     np.matmul(p, w2, out=z[s * ho * wo:e * ho * wo])
                 else:  # an output phase: every uh-th row and uw-th column of the block's outputs
                     z_p = np.matmul(p, w2, out=self.workspace("z_phase", (len(p), cout), x.dtype))
-                    z.reshape(n, ho, wo, cout)[s:e, at[0]::self._up[0], at[1]::self._up[1]] = \
-                        z_p.reshape(e - s, window[6], window[7], cout)
+                    z4[s:e, at[0]::uh, at[1]::uw] = z_p.reshape(e - s, window[6], window[7], cout)
         self._x = x
         self._patches = (s, e, p) if len(plan) == 1 else None  # the scratch holds the last block's patches
         return z
@@ -247,6 +247,7 @@ class Conv2D(Layer):
         dws = self.workspace("dw_plan", (len(plan), k_max, cout), g2.dtype)  # dW of each GEMM
         dw_part = self.workspace("dw_part", (k_max, cout), g2.dtype)
         dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype) if self.needs_input_grad else None
+        g4, (uh, uw) = g2.reshape(n, ho, wo, cout), self._up
         for i, (s, e) in enumerate(reversed(blocks)):
             for j, (window, w2, at) in enumerate(plan):
                 if kept is not None and kept[:2] == (s, e):
@@ -257,8 +258,7 @@ class Conv2D(Layer):
                     g_b = g2[s * ho * wo:e * ho * wo]
                 else:  # this phase's outputs of the block, gathered into rows
                     g_b = self.workspace("g_phase", (len(p), cout), g2.dtype)
-                    g_b.reshape(e - s, window[6], window[7], cout)[...] = \
-                        g2.reshape(n, ho, wo, cout)[s:e, at[0]::self._up[0], at[1]::self._up[1]]
+                    g_b.reshape(e - s, window[6], window[7], cout)[...] = g4[s:e, at[0]::uh, at[1]::uw]
                 dw_j, part = dws[j, :len(w2)], dw_part[:len(w2)]
                 np.matmul(p.T, g_b, out=part if i else dw_j)  # (K_p, Cout)
                 if i:
@@ -266,14 +266,11 @@ class Conv2D(Layer):
                 if dx is not None:
                     dp = np.matmul(g_b, w2.T, out=p)  # dP_b (block rows, K_p) replaces P_b in the scratch
                     kernels.col2im(dp, e - s, h, w, cin, *window, dx[s:e], accumulate=j > 0)
-        if len(plan) == 1:
+        if taps is None:
             self.grads["kernel"].reshape(-1, cout)[...] = dws[0]
-        else:
-            kph, kpw = max(wd[0] for wd, _, _ in plan), max(wd[1] for wd, _, _ in plan)
-            folded = np.zeros((len(plan), kph, kpw, cin, cout), g2.dtype)
-            for j, (window, w2, _) in enumerate(plan):
-                folded[j, :window[0], :window[1]] = dws[j, :len(w2)].reshape(window[0], window[1], cin, cout)
-            kernels.unfold_kernel_grad(folded, taps, self.grads["kernel"])
+        else:  # each phase's folded-kernel gradient back to the taps folded into it
+            d_folded = [dws[j, :len(w2)].reshape(wd[0], wd[1], cin, cout) for j, (wd, w2, _) in enumerate(plan)]
+            kernels.unfold_kernel_grad(d_folded, taps, self.grads["kernel"])
         return dx
 
     def _image_blocks(self, n: int, dtype, plan) -> list[tuple[int, int]]:
