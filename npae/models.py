@@ -102,9 +102,11 @@ class Model:
             i += k
 
     def astype(self, dtype) -> Model:
-        """Cast every weight and optimizer slot to ``dtype`` (float64 for gradient checks)."""
-        for layer in self.layers:
-            layer.astype(dtype)
+        """Cast every weight and optimizer slot to ``dtype`` (float64 for gradient checks), and the
+        input layer, which casts the data (a Sequential's ``layers`` leaves it out)."""
+        for layer in (self._input_layer, *self._layers):
+            if layer is not None:
+                layer.astype(dtype)
         self._gradient_arrays = _GradientArrays()
         if self.optimizer is not None:
             for slots in self.optimizer.state.values():

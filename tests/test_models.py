@@ -349,6 +349,15 @@ def test_float64_model_for_exact_checks():
     assert ae.dtype == np.float64 and ae.predict(data_for(ae, 2)).dtype == np.float64
 
 
+def test_float64_sequential_keeps_its_inputs_in_float64():
+    # a Sequential's layers leave out its InputLayer, which must be cast too: it casts the data
+    model = Sequential([Dense(3, activation="sigmoid", input_shape=(4,))]).astype(np.float64)
+    x = np.random.default_rng(0).random((2, 4))
+    w, b = model.get_weights()
+    want = 1 / (1 + np.exp(-(x @ w + b)))
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-14)
+
+
 def test_fit_rejects_bad_data_and_arguments():
     ae, _, _ = autoencoders.vanilla(encoding_dim=4, input_dim=6, seed=0)
     x = data_for(ae, 8)
