@@ -25,6 +25,7 @@ from . import callbacks as cbks
 from . import elementwise, losses, optimizers
 from . import random as npae_random
 from .graph import Input, SymbolicTensor, trace_chain
+from .inference import DenseStack
 from .layers.base import Layer, Scratch, _unique_name
 from .layers.conv import Conv2D
 from .layers.core import InputLayer
@@ -337,11 +338,16 @@ class Model:
         return total / max(len(x), 1)
 
     def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
-        """Outputs (n, *output_shape), computed batch by batch into one preallocated array (the
-        last layer writes each batch's output straight into it)."""
+        """Outputs (n, *output_shape), computed into one preallocated array: batch by batch (the
+        last layer writes each batch's output straight into it), or, for a model of Dense layers
+        only, by one kernel per chunk of rows (``npae.inference``; batch_size then only bounds
+        the memory of casting x to the model's dtype)."""
         x = self._check_x(x)
         _check_positive_int(batch_size, "batch_size")
         out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
+        stack = self._dense_stack()
+        if stack is not None:
+            return self._predict_dense_stack(stack, x, batch_size, out)
         last = self._layers[-1] if self._layers else None
         with self._reusing_buffers():  # each batch's output is used (copied, or lent) before the next
             try:
@@ -355,6 +361,21 @@ class Model:
             finally:
                 if last is not None:
                     last.lent = None
+        return out
+
+    def _dense_stack(self) -> DenseStack | None:
+        """The model's layers as one inference kernel, if they are all Dense (kept: it holds
+        scratch memory)."""
+        layers, kept = tuple(self._layers), self.__dict__.get("_stack")
+        if kept is None or kept[0] != layers:  # (a Sequential can grow)
+            kept = self._stack = (layers, DenseStack.of(layers))
+        return kept[1]
+
+    def _predict_dense_stack(self, stack: DenseStack, x: np.ndarray, batch_size: int, out: np.ndarray):
+        ready = x.dtype == self.dtype and x.flags.c_contiguous  # rows of x are then passed as they are
+        chunk = max(len(x) if ready else max(batch_size, 4096), 1)
+        for s in range(0, len(x), chunk):
+            stack.forward(np.ascontiguousarray(x[s:s + chunk], dtype=self.dtype), out[s:s + chunk])
         return out
 
     def __call__(self, x):

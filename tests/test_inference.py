@@ -1,0 +1,102 @@
+"""The one-kernel prediction of Dense stacks (npae.inference) and the OpenBLAS it calls (npae.blas):
+the same numbers as the layer-by-layer forward, every chunk and dtype, and OpenBLAS's thread
+count given back."""
+
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+from npae import autoencoders, blas, inference
+from npae.layers import Conv2D, Dense, Flatten, Input
+from npae.models import Model, Sequential
+
+
+def numpy_uses_openblas() -> bool:
+    info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    return "openblas" in info["name"].lower() and sys.platform.startswith("linux")
+
+
+def test_openblas_found_exactly_where_numpy_uses_it():
+    found = blas.find()
+    assert (found is not None) == numpy_uses_openblas(), (found, np.show_config(mode="dicts"))
+    if found is not None:
+        assert "openblas" in found.path.lower() and found.int_dtype in (np.int32, np.int64)
+
+
+needs_openblas = pytest.mark.skipif(not numpy_uses_openblas(), reason="NumPy is not built on OpenBLAS here")
+
+
+def small_stack(dtype):
+    model = Sequential([Dense(7, activation="relu", input_shape=(5,)), Dense(3, use_bias=False),
+                        Dense(6, activation="sigmoid")])
+    model.build()
+    for layer in model.layers:  # non-zero biases, so a missing bias term would show
+        if "bias" in layer.params:
+            layer.params["bias"][...] = np.linspace(-1, 1, layer.units)
+    return model.astype(dtype)
+
+
+@needs_openblas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["vanilla", "deep", "sparse", "small"])
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_dense_stack_prediction_is_the_layer_by_layer_forward(name, n, dtype):
+    model = small_stack(dtype) if name == "small" else autoencoders.BUILDERS[name](seed=0)[0].astype(dtype)
+    assert model._dense_stack() is not None
+    x = np.random.default_rng(n).uniform(-1, 2, (n, model.input_shape[1])).astype(dtype)
+    pred = model.predict(x, batch_size=4)
+    tol = dict(rtol=2e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(pred, model.forward(x), **tol)  # forward: layer after layer
+    layers = model._layers
+    ref = inference.dense_stack_forward_ref(x, [layer.params["kernel"] for layer in layers],
+                                            [layer._bias() for layer in layers],
+                                            [layer.activation.code for layer in layers])
+    np.testing.assert_allclose(pred, ref, **tol)
+    assert pred.dtype == dtype and pred.shape == (n, model.output_shape[1])
+
+
+@needs_openblas
+def test_dense_stack_on_one_thread_and_on_inputs_to_cast_in_chunks():
+    model = autoencoders.vanilla(seed=0)[0]
+    x = np.random.default_rng(0).random((4100, 784))  # float64, Fortran order: cast in chunks of 4096
+    x = np.asfortranarray(x)
+    want = model.forward(x.astype(np.float32))
+    np.testing.assert_allclose(model.predict(x, batch_size=5), want, rtol=2e-5, atol=1e-6)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        np.testing.assert_allclose(model.predict(x[:300]), want[:300], rtol=2e-5, atol=1e-6)
+    finally:
+        numba.set_num_threads(before)
+    assert model.predict(x[:0]).shape == (0, 784)
+
+
+@needs_openblas
+def test_prediction_gives_openblas_its_thread_count_back():
+    # the kernel runs OpenBLAS single-threaded; the caller's own GEMMs must not stay that way
+    openblas = blas.find()
+    model = autoencoders.deep(seed=0)[0]
+    before = openblas.threads()
+    try:
+        for threads in (2, 1, 3):
+            openblas.set_threads(threads)
+            model.predict(np.ones((512, 784), np.float32), batch_size=256)
+            assert openblas.threads() == threads
+    finally:
+        openblas.set_threads(before)
+
+
+def test_only_models_made_of_dense_layers_take_the_kernel():
+    inp = Input(shape=(4, 4, 1))
+    conv = Model(inp, Dense(3)(Flatten()(Conv2D(2, 3, padding="same")(inp))))
+    assert conv._dense_stack() is None
+    model = Sequential([Dense(4, activation="relu", input_shape=(3,))])
+    first = model._dense_stack()
+    model.add(Dense(2, activation="sigmoid"))  # a Sequential that grows gets a new stack
+    x = np.random.default_rng(1).random((5, 3), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=2e-5, atol=1e-6)
+    if numpy_uses_openblas():
+        assert first is not None and model._dense_stack() is not first
+        assert [type(layer) for layer in model._dense_stack().layers] == [Dense, Dense]
