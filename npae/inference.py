@@ -106,20 +106,27 @@ class DenseStack:
 
     def forward(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """out (n, d_L) <- the layers applied to x (n, d_0); both C-contiguous in the layers' dtype."""
-        n = x.shape[0]
+        n, dtype = x.shape[0], x.dtype
+        want = (n, self.layers[-1].units)
+        if not (x.flags.c_contiguous and out.flags.c_contiguous and out.dtype == dtype and out.shape == want
+                and x.ndim == 2 and x.shape[1] == self.layers[0].input_shape[0] and dtype.kind == "f"):
+            raise ValueError(f"DenseStack.forward: expected C-contiguous x (n, {self.layers[0].input_shape[0]}) "
+                             f"and out {want} of one float dtype, got x {x.shape} {dtype} and out "
+                             f"{out.shape} {out.dtype}")
         if n == 0:
             return out
-        kernels = tuple(layer.params["kernel"] for layer in self.layers)
-        biases = tuple(layer._bias() for layer in self.layers)
+        # the GEMM reads plain C arrays of x's dtype: the weights already are (no copy then)
+        kernels = tuple(np.ascontiguousarray(layer.params["kernel"], dtype=dtype) for layer in self.layers)
+        biases = tuple(np.ascontiguousarray(layer._bias(), dtype=dtype) for layer in self.layers)
         acts = np.array([layer.activation.code for layer in self.layers], dtype=np.int64)
         threads = numba.get_num_threads()
         block = min(BLOCK_ROWS, max(8, math.ceil(n / threads)))  # small batches: every thread a block
         width = 2 * block * max(w.shape[1] for w in kernels)
-        if self._scratch.size < threads * width or self._scratch.dtype != x.dtype:
-            self._scratch = np.empty(threads * width, dtype=x.dtype)
+        if self._scratch.size < threads * width or self._scratch.dtype != dtype:
+            self._scratch = np.empty(threads * width, dtype=dtype)
         scratch = self._scratch[:threads * width].reshape(threads, 2, width // 2)
         threads = min(threads, math.ceil(n / block))
         with self.openblas.single_threaded():
-            _dense_stack(self.openblas.gemm(x.dtype), self._ints, x, kernels, biases, acts, out,
+            _dense_stack(self.openblas.gemm(dtype), self._ints, x, kernels, biases, acts, out,
                          scratch[:threads], block)
         return out

@@ -74,6 +74,20 @@ def test_dense_stack_on_one_thread_and_on_inputs_to_cast_in_chunks():
 
 
 @needs_openblas
+def test_dense_stack_reads_weights_of_any_layout_and_rejects_bad_arrays():
+    model = small_stack(np.float32)
+    first = model._layers[0]
+    first.params["kernel"] = np.asfortranarray(first.params["kernel"])  # (set by hand, not set_weights)
+    x = np.random.default_rng(2).random((9, 5), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x), model.forward(x), rtol=2e-5, atol=1e-6)
+    stack, out = model._dense_stack(), np.empty((9, 6), np.float32)
+    for bad_x, bad_out in [(np.asfortranarray(x), out), (x, out[:, :5]), (x, out.astype(np.float64)),
+                           (x[:, :4].copy(), out)]:
+        with pytest.raises(ValueError, match=r"expected C-contiguous x \(n, 5\) and out \(9, 6\)"):
+            stack.forward(bad_x, bad_out)
+
+
+@needs_openblas
 def test_prediction_gives_openblas_its_thread_count_back():
     # the kernel runs OpenBLAS single-threaded; the caller's own GEMMs must not stay that way
     openblas = blas.find()
