@@ -93,21 +93,29 @@ def im2col(x, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
     n, h, w, c = x.shape
     cols = np.empty((n * ho * wo, kh * kw * c), dtype=x.dtype) if out is None else out
     for b in prange(n):
-        for i in range(ho):
-            for j in range(wo):
-                row = (b * ho + i) * wo + j
-                for di in range(kh):
-                    y = i * sh - pt + di
-                    for dj in range(kw):
-                        xx = j * sw - pl + dj
-                        base = (di * kw + dj) * c
-                        if 0 <= y < h and 0 <= xx < w:
-                            for ch in range(c):
-                                cols[row, base + ch] = x[b, y, xx, ch]
-                        else:
-                            for ch in range(c):
-                                cols[row, base + ch] = 0
+        im2col_image(x, b, kh, kw, sh, sw, pt, pl, ho, wo, cols, b * ho * wo)
     return cols
+
+
+@numba.njit(cache=True, inline="always")
+def im2col_image(x, b, kh, kw, sh, sw, pt, pl, ho, wo, cols, row0):
+    """Image b's ho*wo rows of :func:`im2col`, written from row ``row0`` of ``cols`` on (for use
+    inside other kernels)."""
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
+    for i in range(ho):
+        for j in range(wo):
+            row = row0 + i * wo + j
+            for di in range(kh):
+                y = i * sh - pt + di
+                for dj in range(kw):
+                    xx = j * sw - pl + dj
+                    base = (di * kw + dj) * c
+                    if 0 <= y < h and 0 <= xx < w:
+                        for ch in range(c):
+                            cols[row, base + ch] = x[b, y, xx, ch]
+                    else:
+                        for ch in range(c):
+                            cols[row, base + ch] = 0
 
 
 def im2col_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, out=None):
