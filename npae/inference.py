@@ -1,4 +1,4 @@
-"""Inference kernels that call OpenBLAS's GEMM from Numba's threads: one thread pool, start to end.
+"""Prediction through Dense layers in one kernel that calls OpenBLAS's GEMM from Numba's threads.
 
 Layer by layer, predicting 256 images with the vanilla autoencoder is a GEMM on OpenBLAS's
 threads, bias + relu on Numba's, a GEMM on OpenBLAS's, bias + sigmoid on Numba's: the two cores
@@ -15,17 +15,9 @@ A stack of Dense layers (``DenseStack``, used by ``Model.predict`` when every la
         ...                                                      the thread's own, L2-sized)
         out_b = act_L(h_{L-1} @ W_L + b_L)           (m, d_L)   written into the output
 
-A convolution's im2col path without training (``conv2d_gemm``, used by ``Conv2D``):
-
-    for each group of images x_g                     (g, H, W, Cin), a few images
-        for each output phase p (one, or one per phase of an upsampled input; see Conv2D)
-            P = im2col(x_g)                          (g*nh*nw, K_p)   in the thread's scratch
-            Z = P @ W_p                              (g*nh*nw, Cout)
-            out[g, py::uh, px::uw] = act(Z + bias)   (g, nh, nw, Cout)
-
 The arithmetic is the layer-by-layer path's (the same GEMMs on fewer rows at a time, the same
-bias + activation code, ``elementwise.activate``); :func:`dense_stack_forward_ref` and
-:func:`conv2d_gemm_ref` are the NumPy twins.
+bias + activation code, ``elementwise.activate``); :func:`dense_stack_forward_ref` is the NumPy
+twin. (Conv2D's im2col path does the same in npae/conv_gemm.py.)
 """
 
 from __future__ import annotations
@@ -36,10 +28,10 @@ import numba
 import numpy as np
 from numba import prange
 
-from . import blas, kernels
+from . import blas
 from .elementwise import activate, bias_act_forward_ref
 
-__all__ = ["BLOCK_ROWS", "DenseStack", "dense_stack_forward_ref", "conv2d_gemm", "conv2d_gemm_ref"]
+__all__ = ["BLOCK_ROWS", "DenseStack", "dense_stack_forward_ref"]
 
 BLOCK_ROWS = 128  # rows per block: 128 x 784 float32 inputs are 400 KB, within a core's L2
 
@@ -141,73 +133,3 @@ class DenseStack:
                          scratch[:threads], block)
         return out
 
-
-# -- the im2col convolution ----------------------------------------------------------------------
-PATCH_BYTES = 512 * 1024  # a thread's patch block: about half a core's L2
-
-
-@numba.njit(cache=True, parallel=True, fastmath={"contract"})
-def _conv2d_gemm(gemm, ints, x, windows, kernels_p, at, up, bias, act, out, scratch, group):
-    """out (N, Ho, Wo, Cout) <- act(convolution + bias), group by group of images, phase by phase:
-    windows[p] = (kh, kw, sh, sw, pt, pl, nh, nw) for kernels.im2col, kernels_p[p] (K_p, Cout)
-    C-contiguous, at[p] = (py, px) the phase's first output row and column (every up[0]-th row,
-    up[1]-th column; (0, 0) and up (1, 1) for a plain convolution); scratch (threads, size) holds
-    a thread's patches then its GEMM output."""
-    n, cout, threads = x.shape[0], out.shape[3], scratch.shape[0]
-    one = x.dtype.type(1)
-    zero = one - one
-    c_int, blas_int = np.int32, ints.dtype.type
-    order, no_trans = c_int(blas.GEMM_ROW_MAJOR), c_int(blas.GEMM_NO_TRANS)
-    uh, uw = up[0], up[1]
-    groups = (n + group - 1) // group
-    for t in prange(threads):
-        for gi in range(t, groups, threads):
-            s, e = gi * group, min(n, (gi + 1) * group)
-            for p in range(len(kernels_p)):
-                kh, kw, sh, sw, pt, pl, nh, nw = windows[p]
-                w2 = kernels_p[p]
-                k, rows = w2.shape[0], (e - s) * nh * nw
-                cols = scratch[t, :rows * k].reshape(rows, k)
-                z = scratch[t, rows * k:rows * (k + cout)].reshape(rows, cout)
-                for b in range(s, e):
-                    kernels.im2col_image(x, b, kh, kw, sh, sw, pt, pl, nh, nw, cols, (b - s) * nh * nw)
-                gemm(order, no_trans, no_trans, blas_int(rows), blas_int(cout), blas_int(k), one,
-                     np.intp(cols.ctypes.data), blas_int(k), np.intp(w2.ctypes.data), blas_int(cout),
-                     zero, np.intp(z.ctypes.data), blas_int(cout))
-                py, px = at[p, 0], at[p, 1]
-                for b in range(s, e):
-                    for i in range(nh):
-                        for j in range(nw):
-                            r = ((b - s) * nh + i) * nw + j
-                            for c in range(cout):
-                                out[b, py + i * uh, px + j * uw, c] = activate(z[r, c] + bias[c], act, one)
-
-
-def conv2d_gemm_ref(x, windows, kernels_p, at, up, bias, act, out):
-    """The twin: kernels.im2col_ref and a matmul per phase, then bias and activation."""
-    uh, uw = up
-    for (kh, kw, sh, sw, pt, pl, nh, nw), w2, (py, px) in zip(windows, kernels_p, at):
-        p = kernels.im2col_ref(x, kh, kw, sh, sw, pt, pl, nh, nw)
-        out[:, py::uh, px::uw] = (p @ w2).reshape(x.shape[0], nh, nw, -1)
-    bias_act_forward_ref(out.reshape(-1, out.shape[3]), bias, act)
-    return out
-
-
-def conv2d_gemm(x, windows, kernels_p, at, up, bias, act, out, scratch_of) -> np.ndarray | None:
-    """out (N, Ho, Wo, Cout) <- act(convolution of x + bias) by :func:`_conv2d_gemm`, or None
-    (nothing done) where npae.blas found no OpenBLAS. x (N, H, W, Cin) C-contiguous; ``windows``
-    (P, 8), ``at`` (P, 2) int64 arrays and ``kernels_p`` P kernel matrices (K_p, Cout) as
-    described there; ``scratch_of(size)`` gives a flat array of the dtype to use as scratch."""
-    openblas = blas.find()
-    if openblas is None:
-        return None
-    n, cout = x.shape[0], out.shape[3]
-    per_image = max(int(nh * nw * (w.shape[0] + cout)) for (*_, nh, nw), w in zip(windows, kernels_p))
-    group = max(1, min(PATCH_BYTES // (per_image * x.itemsize), math.ceil(n / numba.get_num_threads())))
-    threads = min(numba.get_num_threads(), math.ceil(n / group))
-    scratch = scratch_of(threads * group * per_image).reshape(threads, group * per_image)
-    kernels_p = tuple(np.ascontiguousarray(w, dtype=x.dtype) for w in kernels_p)
-    with openblas.single_threaded():
-        _conv2d_gemm(openblas.gemm(x.dtype), np.empty(0, openblas.int_dtype), x, windows, kernels_p, at,
-                     np.array(up, dtype=np.int64), bias, act, out, scratch, group)
-    return out

@@ -8,7 +8,7 @@ import numba
 import numpy as np
 import pytest
 
-from npae import autoencoders, blas, inference, kernels
+from npae import autoencoders, blas, conv_gemm, inference
 from npae.layers import Conv2D, Dense, Flatten, Input
 from npae.models import Model, Sequential
 
@@ -120,36 +120,50 @@ def test_only_models_made_of_dense_layers_take_the_kernel():
 @pytest.mark.parametrize("up,kernel,padding,strides", [
     (None, 3, "same", 1), (None, (2, 3), "valid", (2, 1)), ((2, 2), 3, "same", 1), ((1, 3), (2, 3), "same", 1),
     ((3, 2), (3, 1), "valid", 1)])
-def test_conv2d_inference_kernel_is_the_training_forward(monkeypatch, up, kernel, padding, strides, dtype):
-    # without training, the im2col path runs as one kernel calling OpenBLAS per group of images
-    # (inference.conv2d_gemm), phase by phase on an upsampled input: the training forward's output
-    # (im2col + matmul layer by layer), and a backward pass after it as after that one
+def test_conv2d_inference_kernel_gives_the_numpy_paths_numbers(monkeypatch, up, kernel, padding, strides, dtype):
+    # without training, and with OpenBLAS, the im2col path runs as one kernel (npae.conv_gemm: a
+    # group of images per thread, phase by phase on an upsampled input); in training, or without
+    # OpenBLAS, through NumPy block by block: the same output, and after it the same gradients
     rng = np.random.default_rng(3)
-    small = rng.standard_normal((5, 4, 3, 12)).astype(dtype)
-    x = small if up is None else small.repeat(up[0], axis=1).repeat(up[1], axis=2)
+    x = rng.standard_normal((5, 4, 3, 12)).astype(dtype)
+    big = x if up is None else x.repeat(up[0], axis=1).repeat(up[1], axis=2)
     layer = Conv2D(12, kernel, strides=strides, padding=padding, activation="sigmoid", dtype=dtype)
-    layer.build(x.shape[1:], np.random.default_rng(0))
+    layer.build(big.shape[1:], np.random.default_rng(0))
     layer.params["bias"][:] = np.linspace(-1, 1, 12)
-    assert not layer.runs_direct(False) and not layer.runs_direct(True)  # 144 channel pairs: im2col
-    calls = []
-    monkeypatch.setattr(inference, "PATCH_BYTES", 1)  # one image per group: threads share the images
-    spy = inference.conv2d_gemm
-    monkeypatch.setattr(inference, "conv2d_gemm", lambda *a: calls.append(1) or spy(*a))
-    g = rng.standard_normal((5, *layer.output_shape)).astype(dtype)
-    want = (layer.forward(x, True).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy())
     layer.upsampled_input = up
-    got = (layer.forward(small, False).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy())
+    assert not layer.runs_direct(False) and not layer.runs_direct(True)  # 144 channel pairs: im2col
+    g = rng.standard_normal((5, *layer.output_shape)).astype(dtype)
+    calls = []
+    spy = conv_gemm.forward
+    monkeypatch.setattr(conv_gemm, "forward", lambda *a: calls.append(1) or spy(*a))
+
+    def passes(training):
+        return layer.forward(x, training).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy()
+
+    got = [passes(False)]
+    monkeypatch.setattr(conv_gemm, "PATCH_BYTES", 1)  # one image per group: threads share the images
+    got.append(passes(False))
+    assert len(calls) == 2
+    want = passes(True)
+    assert len(calls) == 2  # (training: NumPy's blocks)
+    monkeypatch.setattr(blas, "find", lambda: None)
+    got.append(passes(False))
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(got[0], want[0], **tol)
-    grad_x = want[1] if up is None else kernels.upsample_backward_ref(want[1], *up)
-    np.testing.assert_allclose(got[1], grad_x, **tol)
-    np.testing.assert_allclose(got[2], want[2], **tol)
-    assert len(calls) == 1  # (and in the training passes: none)
-    if numpy_uses_openblas():  # the kernel ran (else it declined and the layer took its own path)
-        plan, _ = layer._phase_plan(up or (1, 1))
-        out = np.empty_like(got[0])
-        args = (np.array([w for w, _, _ in plan]), [w2 for _, w2, _ in plan],
-                np.array([a or (0, 0) for _, _, a in plan]), up or (1, 1), layer.params["bias"], 2)
-        assert spy(np.ascontiguousarray(small), *args, out, lambda size: np.empty(size, dtype)) is out
-        np.testing.assert_allclose(out, got[0], **tol)
-        np.testing.assert_allclose(inference.conv2d_gemm_ref(small, *args, np.empty_like(out)), out, **tol)
+    for result in got:
+        for a, b in zip(result, want):
+            np.testing.assert_allclose(a, b, **tol)
+
+
+@needs_openblas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("up", [None, (2, 2), (1, 3)])
+def test_conv2d_gemm_forward_matches_its_twin(up, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5, 4, 6)).astype(dtype)
+    layer = Conv2D(7, 3, padding="same", dtype=dtype)
+    layer.build(x.shape[1:] if up is None else (5 * up[0], 4 * up[1], 6), np.random.default_rng(0))
+    args = (x, *layer._gemm_plan(up or (1, 1)), up or (1, 1), rng.standard_normal(7).astype(dtype), 2)
+    out = np.empty((3, *layer.output_shape), dtype)
+    assert conv_gemm.forward(*args, out, lambda size: np.empty(size, dtype)) is out
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out, conv_gemm.forward_ref(*args, np.empty_like(out)), **tol)
