@@ -264,9 +264,9 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
                 fwd[row[id(step[0])]] += time.perf_counter() - t
             (model._logit_loss if model._fused else model.loss).forward(out, x)
             grad = (model._logit_loss if model._fused else model.loss).backward()
-            for layer, from_logits, overwrite, up in model._backward_steps():
+            for layer, *how in model._backward_steps():
                 t = time.perf_counter()
-                grad = model._layer_backward(layer, grad, from_logits, overwrite, up)
+                grad = model._layer_backward(layer, grad, *how)
                 bwd[row[id(layer)]] += time.perf_counter() - t
             t = time.perf_counter()
             model.optimizer.step(params, grads)

@@ -257,7 +257,7 @@ def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None, out=
 
 
 @_jit
-def _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx):
+def _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx, pooled, relu):
     n, ho, wo, c = grad.shape
     _, h, w, _ = dx.shape
     s = _code_shift(argmax.itemsize)
@@ -275,9 +275,9 @@ def _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx):
                         o[:] = zero
                         continue
                     code = argmax.dtype.type((y & 1) << s | (xx & 1))  # compared in argmax's own type
-                    g, a = grad[b, i, j], argmax[b, i, j]
+                    g, a, p = grad[b, i, j], argmax[b, i, j], pooled[b, i, j]
                     for ch in range(c):
-                        o[ch] = g[ch] if a[ch] == code else zero
+                        o[ch] = g[ch] if a[ch] == code and (not relu or p[ch] > zero) else zero
         return dx
     flat = dx.reshape(n, h * w, c)
     for b in prange(n):  # overlapping windows may share a winner: per-image threads, no race
@@ -285,23 +285,32 @@ def _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx):
         dxb[...] = 0
         for i in range(ho):
             for j in range(wo):
-                g, a = grad[b, i, j], argmax[b, i, j]
+                g, a, p = grad[b, i, j], argmax[b, i, j], pooled[b, i, j]
                 wy, wx = i * sh - pt, j * sw - pl  # the window's top-left
                 for ch in range(c):
+                    if relu and p[ch] <= zero:
+                        continue
                     code = np.int64(a[ch])
                     dxb[(wy + (code >> s)) * w + wx + (code & ((1 << s) - 1)), ch] += g[ch]
     return dx
 
 
-def maxpool_backward(grad, argmax, h, w, kh, kw, sh, sw, pt, pl, out=None):
+def maxpool_backward(grad, argmax, h, w, kh, kw, sh, sw, pt, pl, out=None, relu_of=None):
     """dL/dx (N, h, w, C) of max pooling: each output gradient goes to its window's winner
-    (``argmax`` from :func:`maxpool_forward` with the same strides and padding)."""
+    (``argmax`` from :func:`maxpool_forward` with the same strides and padding).
+
+    ``relu_of``: the pooled output (N, ho, wo, C) when the pooled input x = relu(z); then the
+    result is dL/dz, through the relu too. At a winner relu'(z) = 1[x > 0] = 1[pooled > 0], and
+    elsewhere the gradient is 0 anyway: one pass, where the relu's own took another over dL/dx."""
     dx = np.empty((grad.shape[0], h, w, grad.shape[3]), grad.dtype) if out is None else out
-    return _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx)
+    relu = relu_of is not None
+    return _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx, relu_of if relu else grad, relu)
 
 
-def maxpool_backward_ref(grad, argmax, h, w, kh, kw, sh, sw, pt, pl, out=None):
+def maxpool_backward_ref(grad, argmax, h, w, kh, kw, sh, sw, pt, pl, out=None, relu_of=None):
     """NumPy twin of :func:`maxpool_backward`: decode the winners, one unbuffered ``np.add.at``."""
+    if relu_of is not None:
+        grad = np.where(relu_of > 0, grad, 0)
     n, ho, wo, c = grad.shape
     s = _code_shift(argmax.dtype.itemsize)
     a = argmax.astype(np.int64)

@@ -24,12 +24,13 @@ import numpy as np
 from . import callbacks as cbks
 from . import elementwise, losses, optimizers
 from . import random as npae_random
+from .elementwise import ACT_CODES
 from .graph import Input, SymbolicTensor, trace_chain
 from .inference import DenseStack
 from .layers.base import Layer, Scratch, _unique_name
 from .layers.conv import Conv2D
 from .layers.core import InputLayer
-from .layers.pooling import UpSampling2D
+from .layers.pooling import MaxPooling2D, UpSampling2D
 
 __all__ = ["Model", "Sequential", "load_model"]
 
@@ -209,24 +210,32 @@ class Model:
         with self._reusing_buffers():
             value = self.compute_loss(x, y, training=True)
             grad = (self._logit_loss if self._fused else self.loss).backward()
-            for layer, from_logits, overwrite, up in self._backward_steps():
-                grad = self._layer_backward(layer, grad, from_logits, overwrite, up)
+            for layer, *how in self._backward_steps():
+                grad = self._layer_backward(layer, grad, *how)
         return value
 
-    def _backward_steps(self) -> list[tuple[Layer, bool, bool, tuple[int, int] | None]]:
-        """(layer, from_logits, overwrite_grad, upsampled_input) for the layers the last forward pass
-        ran, in reverse, and ``needs_input_grad`` set on each (nobody needs dL/dx of the first). A
-        fused last layer takes dL/dz from the loss (``backward_logits``). A gradient from the layer
-        above is used once and may be overwritten; the loss's own (when unfused) stays what
-        ``loss.backward()`` returns."""
+    def _backward_steps(self) -> list[tuple[Layer, bool, bool, tuple[int, int] | None, bool]]:
+        """(layer, from_logits, overwrite_grad, upsampled_input, through_relu) for the layers the
+        last forward pass ran, in reverse, and ``needs_input_grad`` set on each (nobody needs dL/dx
+        of the first). A fused last layer takes dL/dz from the loss (``backward_logits``). A
+        gradient from the layer above is used once and may be overwritten; the loss's own (when
+        unfused) stays what ``loss.backward()`` returns. A MaxPooling2D over a relu layer (without
+        an activity penalty) hands that layer dL/dz (``through_relu``), which it takes as from
+        logits: one pass over the gradient instead of two."""
         steps, last = [], len(self._steps) - 1
         for i in range(last, -1, -1):
             layer, from_logits, up = self._steps[i]
             layer.needs_input_grad = i > 0
-            steps.append((layer, from_logits, i < last or self._fused, up))
+            below = self._steps[i - 1][0] if i > 0 else None
+            through_relu = isinstance(layer, MaxPooling2D) and below is not None and \
+                below.activation.code == ACT_CODES["relu"] and below.activity_regularizer is None
+            above = steps[-1] if steps else None
+            from_logits = from_logits or (above is not None and above[4])
+            steps.append((layer, from_logits, i < last or self._fused, up, through_relu))
         return steps
 
-    def _layer_backward(self, layer: Layer, grad: np.ndarray, from_logits: bool, overwrite: bool, up=None):
+    def _layer_backward(self, layer: Layer, grad: np.ndarray, from_logits: bool, overwrite: bool, up=None,
+                        through_relu: bool = False):
         """One step of :meth:`_backward_steps`, the layer's input gradient written into an array
         lent from the model's shared gradient arrays (``_GradientArrays``); with ``up``, a gradient
         for the image before that upsampling."""
@@ -234,7 +243,11 @@ class Model:
             size = grad.shape[0] * math.prod(layer.input_shape) // math.prod(up or (1, 1))
             layer.lent = {"dx": self._gradient_arrays.pick(size, grad.dtype, busy=grad)}
         try:
-            return layer.backward_logits(grad) if from_logits else layer.backward(grad, overwrite_grad=overwrite)
+            if from_logits:
+                return layer.backward_logits(grad)
+            if through_relu:
+                return layer.backward(grad, overwrite_grad=overwrite, through_relu=True)
+            return layer.backward(grad, overwrite_grad=overwrite)
         finally:
             layer.lent = None
 

@@ -78,6 +78,22 @@ def test_maxpool_2x2_fast_path_matches_twin(padding):
     np.testing.assert_array_equal(dx, K.maxpool_backward_ref(g, arg, 7, 9, *win[:6]))
 
 
+@pytest.mark.parametrize("win", [(2, 2, 2, 2, 0, 0, 3, 4), (3, 2, 1, 2, 1, 0, 7, 4)])  # fast path; general
+def test_maxpool_backward_through_a_relu_is_the_relu_backward_of_it(win):
+    # pooling relu(z): relu_of= hands back dL/dz, the relu's derivative 1[relu(z) > 0] applied to
+    # dL/d(relu(z)); many windows are all <= 0 (pooled value 0: no gradient at all)
+    rng = np.random.default_rng(11)
+    z = rng.standard_normal((3, 7, 9, 4)) - 0.8
+    a = np.maximum(z, 0)
+    out, arg = K.maxpool_forward(a, *win)
+    g = rng.standard_normal(out.shape)
+    assert (out == 0).mean() > 0.1
+    want = K.maxpool_backward_ref(g, arg, 7, 9, *win[:6]) * (a > 0)
+    got = K.maxpool_backward(g, arg, 7, 9, *win[:6], np.full(z.shape, np.nan), relu_of=out)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(K.maxpool_backward_ref(g, arg, 7, 9, *win[:6], relu_of=out), want)
+
+
 def test_out_buffers_give_the_same_results():
     rng = np.random.default_rng(8)
     for shape, win in random_windows(rng, 6):

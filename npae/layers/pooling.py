@@ -39,13 +39,18 @@ class MaxPooling2D(Layer):
         argmax = self.workspace("argmax", shape, kernels.argmax_dtype(*self.pool_size))  # reused buffer
         out, self._argmax = kernels.maxpool_forward(x, *self.pool_size, *self.strides, pt, pl, ho, wo, argmax,
                                                     self.result_buffer("out", shape, x.dtype))
+        self._out = out  # (for through_relu)
         return out
 
-    def backward(self, grad_out, overwrite_grad=False):
+    def backward(self, grad_out, overwrite_grad=False, through_relu=False):
+        """dL/dx from dL/d(output). With ``through_relu`` (a Model sets it when the layer below ends
+        in a relu) dL/dz of that layer instead, z its pre-activation: the winners whose pooled
+        value is 0 get no gradient (``kernels.maxpool_backward(relu_of=)``), and that layer skips
+        its own pass for the relu's derivative."""
         _, _, pt, pl = image_geometry(self, self.input_shape, self.pool_size, self.strides, self.padding)
         dx = self.result_buffer("dx", (grad_out.shape[0], *self.input_shape), grad_out.dtype)
         return kernels.maxpool_backward(grad_out, self._argmax, *self.input_shape[:2], *self.pool_size, *self.strides,
-                                        pt, pl, dx)
+                                        pt, pl, dx, relu_of=self._out if through_relu else None)
 
     def kink_state(self):
         return [self._argmax] if getattr(self, "_argmax", None) is not None else []
