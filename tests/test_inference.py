@@ -120,10 +120,10 @@ def test_only_models_made_of_dense_layers_take_the_kernel():
 @pytest.mark.parametrize("up,kernel,padding,strides", [
     (None, 3, "same", 1), (None, (2, 3), "valid", (2, 1)), ((2, 2), 3, "same", 1), ((1, 3), (2, 3), "same", 1),
     ((3, 2), (3, 1), "valid", 1)])
-def test_conv2d_inference_kernel_gives_the_numpy_paths_numbers(monkeypatch, up, kernel, padding, strides, dtype):
-    # without training, and with OpenBLAS, the im2col path runs as one kernel (npae.conv_gemm: a
-    # group of images per thread, phase by phase on an upsampled input); in training, or without
-    # OpenBLAS, through NumPy block by block: the same output, and after it the same gradients
+def test_conv2d_gemm_kernel_gives_the_numpy_paths_numbers(monkeypatch, up, kernel, padding, strides, dtype):
+    # with OpenBLAS, the im2col forward pass of a layer with more than 128 channel pairs runs as one
+    # kernel (npae.conv_gemm: a group of images per thread, phase by phase on an upsampled input);
+    # without, through NumPy block by block: the same output, and after it the same gradients
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 4, 3, 12)).astype(dtype)
     big = x if up is None else x.repeat(up[0], axis=1).repeat(up[1], axis=2)
@@ -140,13 +140,12 @@ def test_conv2d_inference_kernel_gives_the_numpy_paths_numbers(monkeypatch, up, 
     def passes(training):
         return layer.forward(x, training).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy()
 
-    got = [passes(False)]
+    got = [passes(False), passes(True)]
     monkeypatch.setattr(conv_gemm, "PATCH_BYTES", 1)  # one image per group: threads share the images
-    got.append(passes(False))
-    assert len(calls) == 2
-    want = passes(True)
-    assert len(calls) == 2  # (training: NumPy's blocks)
+    got += [passes(False), passes(True)]
+    assert len(calls) == 4
     monkeypatch.setattr(blas, "find", lambda: None)
+    want = passes(True)
     got.append(passes(False))
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     for result in got:

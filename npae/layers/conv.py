@@ -162,9 +162,11 @@ class Conv2D(Layer):
     def forward_linear_bias_act(self, x, training, act):
         if self.runs_direct(training):  # the direct kernel adds the bias and applies act as it writes
             return self._forward_direct(x, self._bias(), act)
-        # without training: im2col, GEMM, bias and act per group of images (conv_gemm; in training
-        # it measured no faster than NumPy's blocks: convolutional step 17.0 vs 16.1-16.7 ms)
-        z = None if training else self._forward_gemm(x, act)
+        # im2col, GEMM, bias and act per group of images (conv_gemm): without training, and in
+        # training where even inference takes im2col (more than 128 channel pairs: the denoiser's
+        # 32 -> 32 layers, forward 5.8 -> 5.3 and 3.3 -> 2.7 ms); on the few channels that train
+        # through im2col but infer directly it measured no faster than NumPy's blocks
+        z = None if training and self.direct_inference_mode else self._forward_gemm(x, act)
         return super().forward_linear_bias_act(x, training, act) if z is None else z
 
     def _gemm_plan(self, up):
