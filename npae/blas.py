@@ -23,13 +23,14 @@ import ctypes
 import functools
 import sys
 
+import numba
 import numba.experimental.function_type  # noqa: F401  (lets Numba type the functions below)
 import numpy as np
 from numba import types
 
-__all__ = ["OpenBLAS", "find", "GEMM_ROW_MAJOR", "GEMM_NO_TRANS"]
+__all__ = ["OpenBLAS", "find", "gemm_rows"]
 
-GEMM_ROW_MAJOR, GEMM_NO_TRANS = 101, 111  # CBLAS's enum values
+_ROW_MAJOR, _NO_TRANS = 101, 111  # CBLAS's enum values
 
 
 class _Function(types.WrapperAddressProtocol):
@@ -55,6 +56,17 @@ def _gemm_signature(real, blas_int):
     ptr = types.intp
     return types.void(types.int32, types.int32, types.int32, blas_int, blas_int, blas_int,
                       real, ptr, blas_int, ptr, blas_int, real, ptr, blas_int)
+
+
+@numba.njit(cache=True, inline="always")
+def gemm_rows(gemm, ints, m, n, k, a, lda, b, ldb, c, ldc, one):
+    """C = A @ B inside a Numba kernel, row-major, nothing transposed: A (m, k), B (k, n), C (m, n)
+    at the addresses a, b, c (integers, ``array.ctypes.data`` plus an offset) with leading
+    dimensions lda, ldb, ldc. ``gemm`` is ``OpenBLAS.gemm(dtype)``, ``ints`` an empty array of
+    ``OpenBLAS.int_dtype``, ``one`` a 1 of the data's dtype."""
+    c_int, blas_int = np.int32, ints.dtype.type
+    gemm(c_int(_ROW_MAJOR), c_int(_NO_TRANS), c_int(_NO_TRANS), blas_int(m), blas_int(n), blas_int(k), one,
+         np.intp(a), blas_int(lda), np.intp(b), blas_int(ldb), one - one, np.intp(c), blas_int(ldc))
 
 
 class OpenBLAS:

@@ -46,9 +46,6 @@ def _groups(x, windows, kernels_p, cout, scratch_of):
 def _forward(gemm, ints, x, windows, kernels_p, at, up, bias, act, out, scratch, group):
     n, cout, threads = x.shape[0], out.shape[3], scratch.shape[0]
     one = x.dtype.type(1)
-    zero = one - one
-    c_int, blas_int = np.int32, ints.dtype.type
-    order, no_trans = c_int(blas.GEMM_ROW_MAJOR), c_int(blas.GEMM_NO_TRANS)
     uh, uw = up[0], up[1]
     groups = (n + group - 1) // group
     for t in prange(threads):
@@ -62,9 +59,8 @@ def _forward(gemm, ints, x, windows, kernels_p, at, up, bias, act, out, scratch,
                 z = scratch[t, rows * k:rows * (k + cout)].reshape(rows, cout)
                 for b in range(s, e):
                     kernels.im2col_image(x, b, kh, kw, sh, sw, pt, pl, nh, nw, cols, (b - s) * nh * nw)
-                gemm(order, no_trans, no_trans, blas_int(rows), blas_int(cout), blas_int(k), one,
-                     np.intp(cols.ctypes.data), blas_int(k), np.intp(w2.ctypes.data), blas_int(cout),
-                     zero, np.intp(z.ctypes.data), blas_int(cout))
+                blas.gemm_rows(gemm, ints, rows, cout, k, cols.ctypes.data, k, w2.ctypes.data, cout,
+                               z.ctypes.data, cout, one)  # Z = P @ W_p
                 py, px = at[p, 0], at[p, 1]
                 for b in range(s, e):
                     for i in range(nh):

@@ -44,9 +44,6 @@ def _dense_stack(gemm, ints, x, kernels, biases, acts, out, scratch, block):
     the GEMM's integer type."""
     n, threads, layers = x.shape[0], scratch.shape[0], len(kernels)
     one, size = x.dtype.type(1), x.itemsize
-    zero = one - one
-    c_int, blas_int = np.int32, ints.dtype.type
-    order, no_trans = c_int(blas.GEMM_ROW_MAJOR), c_int(blas.GEMM_NO_TRANS)
     flat_out = out.reshape(out.size)
     blocks = (n + block - 1) // block
     for t in prange(threads):
@@ -63,9 +60,8 @@ def _dense_stack(gemm, ints, x, kernels, biases, acts, out, scratch, block):
                     dst, base = scratch[t, k % 2], 0
                 addr = np.intp(dst.ctypes.data) + base * size
                 # dst[base:] as (m, units) = src (m, w.shape[0]) @ w (w.shape[0], units)
-                gemm(order, no_trans, no_trans, blas_int(m), blas_int(units), blas_int(w.shape[0]),
-                     one, src, blas_int(ld_src), np.intp(w.ctypes.data), blas_int(units), zero, addr,
-                     blas_int(units))
+                blas.gemm_rows(gemm, ints, m, units, w.shape[0], src, ld_src, w.ctypes.data, units, addr, units,
+                               one)
                 _bias_act_rows(dst[base:base + m * units].reshape(m, units), biases[k], acts[k], one)
                 src, ld_src = addr, units
 

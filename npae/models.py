@@ -222,16 +222,15 @@ class Model:
         unfused) stays what ``loss.backward()`` returns. A MaxPooling2D over a relu layer (without
         an activity penalty) hands that layer dL/dz (``through_relu``), which it takes as from
         logits: one pass over the gradient instead of two."""
-        steps, last = [], len(self._steps) - 1
+        steps, last, gets_dz = [], len(self._steps) - 1, False
         for i in range(last, -1, -1):
             layer, from_logits, up = self._steps[i]
             layer.needs_input_grad = i > 0
             below = self._steps[i - 1][0] if i > 0 else None
             through_relu = isinstance(layer, MaxPooling2D) and below is not None and \
                 below.activation.code == ACT_CODES["relu"] and below.activity_regularizer is None
-            above = steps[-1] if steps else None
-            from_logits = from_logits or (above is not None and above[4])
-            steps.append((layer, from_logits, i < last or self._fused, up, through_relu))
+            steps.append((layer, from_logits or gets_dz, i < last or self._fused, up, through_relu))
+            gets_dz = through_relu  # the layer below then takes dL/dz as from logits
         return steps
 
     def _layer_backward(self, layer: Layer, grad: np.ndarray, from_logits: bool, overwrite: bool, up=None,

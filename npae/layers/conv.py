@@ -164,7 +164,7 @@ class Conv2D(Layer):
             return self._forward_direct(x, self._bias(), act)
         # im2col, GEMM, bias and act per group of images (conv_gemm): without training, and in
         # training where even inference takes im2col (more than 128 channel pairs: the denoiser's
-        # 32 -> 32 layers, forward 5.8 -> 5.3 and 3.3 -> 2.7 ms); on the few channels that train
+        # 32 -> 32 layers, forward 6.1 -> 5.2 and 3.5 -> 2.7 ms); on the few channels that train
         # through im2col but infer directly it measured no faster than NumPy's blocks
         z = None if training and self.direct_inference_mode else self._forward_gemm(x, act)
         return super().forward_linear_bias_act(x, training, act) if z is None else z
