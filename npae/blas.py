@@ -28,9 +28,9 @@ import numba.experimental.function_type  # noqa: F401  (lets Numba type the func
 import numpy as np
 from numba import types
 
-__all__ = ["OpenBLAS", "find", "gemm_rows"]
+__all__ = ["OpenBLAS", "find", "gemm_call", "gemm_rows"]
 
-_ROW_MAJOR, _NO_TRANS = 101, 111  # CBLAS's enum values
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS's enum values
 
 
 class _Function(types.WrapperAddressProtocol):
@@ -59,14 +59,22 @@ def _gemm_signature(real, blas_int):
 
 
 @numba.njit(cache=True, inline="always")
-def gemm_rows(gemm, ints, m, n, k, a, lda, b, ldb, c, ldc, one):
-    """C = A @ B inside a Numba kernel, row-major, nothing transposed: A (m, k), B (k, n), C (m, n)
-    at the addresses a, b, c (integers, ``array.ctypes.data`` plus an offset) with leading
-    dimensions lda, ldb, ldc. ``gemm`` is ``OpenBLAS.gemm(dtype)``, ``ints`` an empty array of
-    ``OpenBLAS.int_dtype``, ``one`` a 1 of the data's dtype."""
+def gemm_call(gemm, ints, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, one):
+    """C = op(A) @ op(B) + beta C inside a Numba kernel, row-major: op(A) (m, k), op(B) (k, n), C
+    (m, n) at the addresses a, b, c (integers, ``array.ctypes.data`` plus an offset) with leading
+    dimensions lda, ldb, ldc (of A and B as stored); op transposes where trans_a / trans_b.
+    ``gemm`` is ``OpenBLAS.gemm(dtype)``, ``ints`` an empty array of ``OpenBLAS.int_dtype``,
+    ``one`` a 1 of the data's dtype (and beta of that dtype too)."""
     c_int, blas_int = np.int32, ints.dtype.type
-    gemm(c_int(_ROW_MAJOR), c_int(_NO_TRANS), c_int(_NO_TRANS), blas_int(m), blas_int(n), blas_int(k), one,
-         np.intp(a), blas_int(lda), np.intp(b), blas_int(ldb), one - one, np.intp(c), blas_int(ldc))
+    ta, tb = _TRANS if trans_a else _NO_TRANS, _TRANS if trans_b else _NO_TRANS
+    gemm(c_int(_ROW_MAJOR), c_int(ta), c_int(tb), blas_int(m), blas_int(n), blas_int(k), one,
+         np.intp(a), blas_int(lda), np.intp(b), blas_int(ldb), beta, np.intp(c), blas_int(ldc))
+
+
+@numba.njit(cache=True, inline="always")
+def gemm_rows(gemm, ints, m, n, k, a, lda, b, ldb, c, ldc, one):
+    """C = A @ B: :func:`gemm_call` with nothing transposed and beta 0."""
+    gemm_call(gemm, ints, False, False, m, n, k, a, lda, b, ldb, one - one, c, ldc, one)
 
 
 class OpenBLAS:

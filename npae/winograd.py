@@ -1,0 +1,359 @@
+"""Conv2D 3x3, stride 1, by Winograd's minimal filtering F(2x2, 3x3): forward and backward.
+
+A 3x3 convolution computes each 2x2 block of outputs from a 4x4 tile of the input (tiles two
+pixels apart, overlapping by two). Written as im2col + GEMM that costs 4 * 9 = 36 multiply-adds
+per block and channel pair; Winograd's F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", 2015) costs 16, by moving tile and kernel into a basis where the
+convolution is an element-wise product:
+
+    V = B^T d B      (4, 4) per tile and input channel      d: the 4x4 input tile
+    U = G w G^T      (4, 4) per input/output channel pair   w: the 3x3 kernel
+    M = sum over input channels of U * V                    (4, 4) per tile and output channel
+    y = A^T M A      (2, 2): the block's outputs
+
+    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
+    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
+
+For each of the 16 positions xi of the 4x4 basis, the sum over input channels is one GEMM
+M[xi] (T, Cout) = V[xi] (T, Cin) @ U[xi] (Cin, Cout) over the T tiles of a group of images.
+Every step is linear, so the backward pass is each step's adjoint in reverse order, with
+dY = dL/dz for a block (zero where the block sticks out of the image):
+
+    dM = A dY A^T                         (4, 4) per tile and output channel
+    dU[xi] = sum over tiles of V[xi]^T @ dM[xi]      (Cin, Cout): GEMMs again
+    dw = G^T dU G                         (3, 3) per channel pair
+    dV[xi] = dM[xi] @ U[xi]^T             (T, Cin)
+    dd = B dV B^T, added into dx over the tiles' (overlapping) footprints
+
+Each Numba thread takes a group of images at a time, its V and M (about GROUP_BYTES) in its own
+cache, and calls OpenBLAS's GEMM itself, held to one thread (:mod:`npae.blas`); the backward
+pass rebuilds V from the input instead of keeping 2.3x the input's size between the passes.
+The arithmetic is exact (a change of basis), not an approximation: float64 gradient checks hold
+as for any other path; in float32 the rounding differs from im2col's by a few ulps.
+:func:`forward_ref` and :func:`backward_ref` are the NumPy twins. ``forward`` and ``backward``
+return None, doing nothing, where npae.blas found no OpenBLAS.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+from . import blas
+from .elementwise import activate
+
+__all__ = ["GROUP_BYTES", "backward", "backward_ref", "forward", "forward_ref", "kernel_grad_of",
+           "transform_kernel"]
+
+GROUP_BYTES = 512 * 1024  # a thread's V and M for one group of images: about half a core's L2
+
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=float)
+_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=float)
+
+
+def tiles(ho: int, wo: int) -> tuple[int, int]:
+    """Tile rows and columns covering an ho x wo output in 2x2 blocks."""
+    return (ho + 1) // 2, (wo + 1) // 2
+
+
+def transform_kernel(kernel: np.ndarray) -> np.ndarray:
+    """U = G w G^T for every channel pair: kernel (3, 3, Cin, Cout) -> (16, Cin, Cout)."""
+    g = _G.astype(kernel.dtype)
+    u = np.einsum("ia,abcd,jb->ijcd", g, kernel, g, optimize=True)
+    return np.ascontiguousarray(u.reshape(16, *kernel.shape[2:]))
+
+
+def kernel_grad_of(du: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """dw = G^T dU G, the adjoint of :func:`transform_kernel`: du (16, Cin, Cout) -> out (3, 3, Cin, Cout)."""
+    g = _G.astype(du.dtype)
+    out[...] = np.einsum("ia,ijcd,jb->abcd", g, du.reshape(4, 4, *du.shape[1:]), g, optimize=True)
+    return out
+
+
+# ---------------------------------------------------------------------------- the four transforms
+# Each works on one tile at a time, channels innermost (contiguous in NHWC and in the V / M rows).
+
+@numba.njit(cache=True, inline="always")
+def _input_tiles(x, b, pt, pl, th, tw, v, t0, d):
+    """V = B^T d B for image b's th*tw tiles into v[:, t0 + tile, :] (16, T, Cin); d (16, Cin) scratch."""
+    h, w, cin = x.shape[1], x.shape[2], x.shape[3]
+    zero = x.dtype.type(0)
+    for ty in range(th):
+        for tx in range(tw):
+            for r in range(4):  # the tile, zero where it lies in the padding
+                y = 2 * ty - pt + r
+                for q in range(4):
+                    xx = 2 * tx - pl + q
+                    if 0 <= y < h and 0 <= xx < w:
+                        for c in range(cin):
+                            d[4 * r + q, c] = x[b, y, xx, c]
+                    else:
+                        for c in range(cin):
+                            d[4 * r + q, c] = zero
+            t = t0 + ty * tw + tx
+            for r in range(4):  # rows: d <- d B (per row: d0 - d2, d1 + d2, d2 - d1, d1 - d3)
+                for c in range(cin):
+                    d0, d1, d2, d3 = d[4 * r, c], d[4 * r + 1, c], d[4 * r + 2, c], d[4 * r + 3, c]
+                    d[4 * r, c], d[4 * r + 1, c] = d0 - d2, d1 + d2
+                    d[4 * r + 2, c], d[4 * r + 3, c] = d2 - d1, d1 - d3
+            for q in range(4):  # columns: V = B^T (d B)
+                for c in range(cin):
+                    d0, d1, d2, d3 = d[q, c], d[4 + q, c], d[8 + q, c], d[12 + q, c]
+                    v[q, t, c], v[4 + q, t, c] = d0 - d2, d1 + d2
+                    v[8 + q, t, c], v[12 + q, t, c] = d2 - d1, d1 - d3
+
+
+@numba.njit(cache=True, inline="always")
+def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb):
+    """out[b] <- act(A^T M A + bias) from m[:, t0 + tile, :] (16, T, Cout), the parts inside the
+    image; yb (4, Cout) scratch."""
+    ho, wo, cout = out.shape[1], out.shape[2], out.shape[3]
+    for ty in range(th):
+        for tx in range(tw):
+            t = t0 + ty * tw + tx
+            for c in range(cout):  # rows: s = A^T M (2, 4); then y = s A
+                s00 = m[0, t, c] + m[4, t, c] + m[8, t, c]
+                s01 = m[1, t, c] + m[5, t, c] + m[9, t, c]
+                s02 = m[2, t, c] + m[6, t, c] + m[10, t, c]
+                s03 = m[3, t, c] + m[7, t, c] + m[11, t, c]
+                s10 = m[4, t, c] - m[8, t, c] - m[12, t, c]
+                s11 = m[5, t, c] - m[9, t, c] - m[13, t, c]
+                s12 = m[6, t, c] - m[10, t, c] - m[14, t, c]
+                s13 = m[7, t, c] - m[11, t, c] - m[15, t, c]
+                yb[0, c], yb[1, c] = s00 + s01 + s02 + bias[c], s01 - s02 - s03 + bias[c]
+                yb[2, c], yb[3, c] = s10 + s11 + s12 + bias[c], s11 - s12 - s13 + bias[c]
+            for k in range(4):  # the activation in loops of its own, which vectorize
+                y, xx = 2 * ty + k // 2, 2 * tx + k % 2
+                if y < ho and xx < wo:
+                    for c in range(cout):
+                        out[b, y, xx, c] = activate(yb[k, c], act, one)
+
+
+@numba.njit(cache=True, inline="always")
+def _output_grad_tiles(g, b, th, tw, dm, t0, yb):
+    """dM = A dY A^T from g[b] = dL/dz (Ho, Wo, Cout) into dm[:, t0 + tile, :], dY zero outside
+    the image; yb (4, Cout) scratch."""
+    ho, wo, cout = g.shape[1], g.shape[2], g.shape[3]
+    zero = g.dtype.type(0)
+    for ty in range(th):
+        for tx in range(tw):
+            t = t0 + ty * tw + tx
+            for k in range(4):  # the block's dY, zero where it sticks out of the image
+                y, xx = 2 * ty + k // 2, 2 * tx + k % 2
+                if y < ho and xx < wo:
+                    for c in range(cout):
+                        yb[k, c] = g[b, y, xx, c]
+                else:
+                    for c in range(cout):
+                        yb[k, c] = zero
+            for c in range(cout):
+                y00, y01, y10, y11 = yb[0, c], yb[1, c], yb[2, c], yb[3, c]
+                # A dY (4, 2) has rows y0, y0 + y1, y0 - y1, -y1; each row (a0, a1) times A^T gives
+                # a0, a0 + a1, a0 - a1, -a1
+                a0, a1 = y00, y01
+                dm[0, t, c], dm[1, t, c], dm[2, t, c], dm[3, t, c] = a0, a0 + a1, a0 - a1, -a1
+                a0, a1 = y00 + y10, y01 + y11
+                dm[4, t, c], dm[5, t, c], dm[6, t, c], dm[7, t, c] = a0, a0 + a1, a0 - a1, -a1
+                a0, a1 = y00 - y10, y01 - y11
+                dm[8, t, c], dm[9, t, c], dm[10, t, c], dm[11, t, c] = a0, a0 + a1, a0 - a1, -a1
+                a0, a1 = -y10, -y11
+                dm[12, t, c], dm[13, t, c], dm[14, t, c], dm[15, t, c] = a0, a0 + a1, a0 - a1, -a1
+
+
+@numba.njit(cache=True, inline="always")
+def _input_grad_tiles(dv, t0, dx, b, pt, pl, th, tw, e):
+    """dx[b] += B dV B^T over each tile's footprint (inside the image), from dv[:, t0 + tile, :];
+    e (16, Cin) scratch."""
+    h, w, cin = dx.shape[1], dx.shape[2], dx.shape[3]
+    for ty in range(th):
+        for tx in range(tw):
+            t = t0 + ty * tw + tx
+            for q in range(4):  # columns: B dV (per column: v0, v1 - v2 + v3, v1 + v2 - v0, -v3)
+                for c in range(cin):
+                    v0, v1, v2, v3 = dv[q, t, c], dv[4 + q, t, c], dv[8 + q, t, c], dv[12 + q, t, c]
+                    e[q, c], e[4 + q, c] = v0, v1 - v2 + v3
+                    e[8 + q, c], e[12 + q, c] = v1 + v2 - v0, -v3
+            for r in range(4):  # rows: (B dV) B^T
+                for c in range(cin):
+                    v0, v1, v2, v3 = e[4 * r, c], e[4 * r + 1, c], e[4 * r + 2, c], e[4 * r + 3, c]
+                    e[4 * r, c], e[4 * r + 1, c] = v0, v1 - v2 + v3
+                    e[4 * r + 2, c], e[4 * r + 3, c] = v1 + v2 - v0, -v3
+            for r in range(4):
+                y = 2 * ty - pt + r
+                if 0 <= y < h:
+                    for q in range(4):
+                        xx = 2 * tx - pl + q
+                        if 0 <= xx < w:
+                            for c in range(cin):
+                                dx[b, y, xx, c] += e[4 * r + q, c]
+
+
+# ---------------------------------------------------------------------------- the kernels
+
+def _plan(n, per_image, itemsize):
+    """(images per group, threads) for n images of ``per_image`` scratch elements each."""
+    group = max(1, min(GROUP_BYTES // (per_image * itemsize), math.ceil(n / numba.get_num_threads())))
+    return group, min(numba.get_num_threads(), math.ceil(n / group))
+
+
+@numba.njit(cache=True, parallel=True)
+def _forward(gemm, ints, x, u, pt, pl, bias, act, out, scratch, group):
+    n, cin, cout, threads = x.shape[0], x.shape[3], out.shape[3], scratch.shape[0]
+    th, tw = (out.shape[1] + 1) // 2, (out.shape[2] + 1) // 2
+    one, wide = x.dtype.type(1), max(cin, cout)
+    groups = (n + group - 1) // group
+    for t in prange(threads):
+        for gi in range(t, groups, threads):
+            s, e = gi * group, min(n, (gi + 1) * group)
+            rows = (e - s) * th * tw
+            d = scratch[t, :16 * wide].reshape(16, wide)  # per-tile scratch
+            # (16, rows + 1, C): one spare row, so the 16 slabs do not start at addresses a multiple
+            # of 4 KB apart (which share L1 cache sets: writing all 16 then ran 4x slower)
+            v = scratch[t, 16 * wide:16 * (wide + (rows + 1) * cin)].reshape(16, rows + 1, cin)
+            m = scratch[t, 16 * (wide + (rows + 1) * cin):16 * (wide + (rows + 1) * (cin + cout))].reshape(
+                16, rows + 1, cout)
+            for b in range(s, e):
+                _input_tiles(x, b, pt, pl, th, tw, v, (b - s) * th * tw, d)
+            for xi in range(16):  # M[xi] = V[xi] @ U[xi]
+                blas.gemm_rows(gemm, ints, rows, cout, cin, v[xi].ctypes.data, cin, u[xi].ctypes.data, cout,
+                               m[xi].ctypes.data, cout, one)
+            for b in range(s, e):
+                _output_tiles(m, (b - s) * th * tw, out, b, th, tw, bias, act, one, d)
+
+
+@numba.njit(cache=True, parallel=True)
+def _backward(gemm, ints, x, g, u_t, pt, pl, du, dx, scratch, group, with_dx):
+    n, cin, cout, threads = x.shape[0], x.shape[3], g.shape[3], scratch.shape[0]
+    th, tw = (g.shape[1] + 1) // 2, (g.shape[2] + 1) // 2
+    one, wide = x.dtype.type(1), max(cin, cout)
+    groups = (n + group - 1) // group
+    for t in prange(threads):
+        du[t] = 0
+        for gi in range(t, groups, threads):
+            s, e = gi * group, min(n, (gi + 1) * group)
+            rows = (e - s) * th * tw
+            d = scratch[t, :16 * wide].reshape(16, wide)  # per-tile scratch
+            # (16, rows + 1, C): one spare row, so the 16 slabs do not start at addresses a multiple
+            # of 4 KB apart (which share L1 cache sets: writing all 16 then ran 4x slower)
+            v = scratch[t, 16 * wide:16 * (wide + (rows + 1) * cin)].reshape(16, rows + 1, cin)
+            dm = scratch[t, 16 * (wide + (rows + 1) * cin):16 * (wide + (rows + 1) * (cin + cout))].reshape(
+                16, rows + 1, cout)
+            for b in range(s, e):
+                _input_tiles(x, b, pt, pl, th, tw, v, (b - s) * th * tw, d)
+                _output_grad_tiles(g, b, th, tw, dm, (b - s) * th * tw, d)
+            for xi in range(16):
+                # dU[xi] += V[xi]^T @ dM[xi]   (Cin, Cout), summed over the tiles
+                blas.gemm_call(gemm, ints, True, False, cin, cout, rows, v[xi].ctypes.data, cin,
+                               dm[xi].ctypes.data, cout, one, du[t, xi].ctypes.data, cout, one)
+                if with_dx:  # dV[xi] = dM[xi] @ U[xi]^T, into V[xi]'s place (read for the last time above)
+                    blas.gemm_rows(gemm, ints, rows, cin, cout, dm[xi].ctypes.data, cout,
+                                   u_t[xi].ctypes.data, cin, v[xi].ctypes.data, cin, one)
+            if with_dx:
+                for b in range(s, e):
+                    dx[b] = 0
+                    _input_grad_tiles(v, (b - s) * th * tw, dx, b, pt, pl, th, tw, d)
+
+
+def forward(x, kernel, pt, pl, bias, act, out, scratch_of) -> np.ndarray | None:
+    """out (N, Ho, Wo, Cout) <- act(conv(x, kernel) + bias) for a 3x3 kernel at stride 1, or None
+    where it cannot run (no OpenBLAS found). x (N, H, W, Cin) C-contiguous, kernel (3, 3, Cin,
+    Cout), (pt, pl) the padding on top and left (Ho, Wo from out's shape, the rest zero-padded),
+    bias (Cout,), act an activation code, ``scratch_of(size)`` a flat array of x's dtype."""
+    openblas = blas.find()
+    if openblas is None:
+        return None
+    n, _, _, cin = x.shape
+    th, tw = tiles(*out.shape[1:3])
+    cout = kernel.shape[3]
+    group, threads = _plan(n, 16 * th * tw * (cin + cout), x.itemsize)
+    per_thread = 16 * ((group * th * tw + 1) * (cin + cout) + max(cin, cout))
+    scratch = scratch_of(threads * per_thread).reshape(threads, per_thread)
+    with openblas.single_threaded():
+        _forward(openblas.gemm(x.dtype), np.empty(0, openblas.int_dtype), x, transform_kernel(kernel),
+                 pt, pl, bias, act, out, scratch, group)
+    return out
+
+
+def backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch_of) -> np.ndarray | None:
+    """The backward pass of :func:`forward`'s convolution, or None where it cannot run (then
+    nothing is written): ``kernel_grad`` (3, 3, Cin, Cout) <- dL/dkernel and, unless dx is None,
+    dx (N, H, W, Cin) <- dL/dx, from x (N, H, W, Cin) and g = dL/dz (N, Ho, Wo, Cout) (after
+    the activation's derivative; the bias gradient is the caller's)."""
+    openblas = blas.find()
+    if openblas is None:
+        return None
+    n, _, _, cin = x.shape
+    th, tw = tiles(*g.shape[1:3])
+    cout = kernel.shape[3]
+    group, threads = _plan(n, 16 * th * tw * (cin + cout), x.itemsize)
+    per_thread = 16 * ((group * th * tw + 1) * (cin + cout) + max(cin, cout))
+    scratch = scratch_of(threads * per_thread + threads * 16 * cin * cout)
+    du = scratch[threads * per_thread:].reshape(threads, 16, cin, cout)
+    u_t = np.ascontiguousarray(transform_kernel(kernel).transpose(0, 2, 1))  # (16, Cout, Cin)
+    with openblas.single_threaded():
+        _backward(openblas.gemm(x.dtype), np.empty(0, openblas.int_dtype), x, g, u_t, pt, pl, du,
+                  dx if dx is not None else x[:0], scratch[:threads * per_thread].reshape(threads, per_thread),
+                  group, dx is not None)
+    kernel_grad_of(du.sum(axis=0), kernel_grad)
+    return kernel_grad
+
+
+# ---------------------------------------------------------------------------- NumPy twins
+
+def _tiles_of(x, pt, pl, th, tw):
+    """The 4x4 input tiles, (N, th, tw, 4, 4, Cin), zero-padded."""
+    n, h, w, c = x.shape
+    xp = np.zeros((n, 2 * th + 2, 2 * tw + 2, c), dtype=x.dtype)
+    hh, ww = min(h, 2 * th + 2 - pt), min(w, 2 * tw + 2 - pl)
+    xp[:, pt:pt + hh, pl:pl + ww] = x[:, :hh, :ww]
+    i = 2 * np.arange(th)[:, None] + np.arange(4)  # (th, 4) rows of each tile
+    j = 2 * np.arange(tw)[:, None] + np.arange(4)
+    return xp[:, i[:, None, :, None], j[None, :, None, :]]
+
+
+def forward_ref(x, kernel, pt, pl, bias, act, out):
+    """The twin of :func:`forward`, transform by transform in NumPy."""
+    from .elementwise import bias_act_forward_ref
+
+    n, ho, wo, cout = out.shape
+    th, tw = tiles(ho, wo)
+    bt, at = _BT.astype(x.dtype), _AT.astype(x.dtype)
+    v = np.einsum("ia,ntsabc,jb->ijntsc", bt, _tiles_of(x, pt, pl, th, tw), bt)  # (4, 4, N, th, tw, Cin)
+    m = np.einsum("ijntsc,ijcd->ijntsd", v, transform_kernel(kernel).reshape(4, 4, *kernel.shape[2:]))
+    y = np.einsum("ai,ijntsd,bj->ntasbd", at, m, at).reshape(n, 2 * th, 2 * tw, cout)
+    out[...] = y[:, :ho, :wo]
+    bias_act_forward_ref(out.reshape(-1, cout), bias, act)
+    return out
+
+
+def backward_ref(x, g, kernel, pt, pl, kernel_grad, dx):
+    """The twin of :func:`backward`."""
+    n, h, w, cin = x.shape
+    _, ho, wo, cout = g.shape
+    th, tw = tiles(ho, wo)
+    bt, at = _BT.astype(x.dtype), _AT.astype(x.dtype)
+    gp = np.zeros((n, 2 * th, 2 * tw, cout), dtype=g.dtype)
+    gp[:, :ho, :wo] = g
+    dy = gp.reshape(n, th, 2, tw, 2, cout)
+    dm = np.einsum("ai,ntasbd,bj->ijntsd", at, dy, at)  # A dY A^T, (4, 4, N, th, tw, Cout)
+    v = np.einsum("ia,ntsabc,jb->ijntsc", bt, _tiles_of(x, pt, pl, th, tw), bt)
+    du = np.einsum("ijntsc,ijntsd->ijcd", v, dm)
+    kernel_grad_of(du.reshape(16, cin, cout), kernel_grad)
+    if dx is None:
+        return kernel_grad
+    u = transform_kernel(kernel).reshape(4, 4, cin, cout)
+    dv = np.einsum("ijntsd,ijcd->ijntsc", dm, u)
+    dd = np.einsum("ia,ijntsc,jb->ntsabc", bt, dv, bt)  # (N, th, tw, 4, 4, Cin)
+    dxp = np.zeros((n, 2 * th + 2, 2 * tw + 2, cin), dtype=x.dtype)
+    for r in range(4):
+        for q in range(4):
+            dxp[:, r:r + 2 * th:2, q:q + 2 * tw:2] += dd[:, :, :, r, q]
+    hh, ww = min(h, 2 * th + 2 - pt), min(w, 2 * tw + 2 - pl)
+    dx[...] = 0
+    dx[:, :hh, :ww] = dxp[:, pt:pt + hh, pl:pl + ww]
+    return kernel_grad

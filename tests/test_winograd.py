@@ -1,0 +1,132 @@
+"""Winograd's F(2x2, 3x3) convolution (npae.winograd): its kernels, its NumPy twins and the Conv2D
+layers that take it give im2col's numbers, forward and backward, in float32 and float64."""
+
+import numpy as np
+import pytest
+from test_inference import needs_openblas
+
+from npae import blas, kernels, winograd
+from npae.layers import Conv2D
+
+CASES = [  # (N, H, W, Cin, Cout, padding): even and odd sizes, 'same' and 'valid'
+    (3, 14, 14, 32, 32, "same"), (2, 7, 7, 5, 3, "same"), (2, 9, 6, 4, 6, "valid"), (1, 5, 8, 3, 2, "same"),
+    (2, 3, 3, 2, 3, "valid"), (1, 1, 2, 3, 2, "same")]
+
+
+def im2col_conv(x, kernel, pt, pl, ho, wo, g):
+    """Output, kernel gradient and input gradient by im2col (kernels' twins): the reference."""
+    n, h, w, cin = x.shape
+    cout = kernel.shape[3]
+    p = kernels.im2col_ref(x, 3, 3, 1, 1, pt, pl, ho, wo)
+    out = (p @ kernel.reshape(-1, cout)).reshape(n, ho, wo, cout)
+    kernel_grad = (p.T @ g.reshape(-1, cout)).reshape(kernel.shape)
+    dx = np.zeros_like(x)
+    kernels.col2im(g.reshape(-1, cout) @ kernel.reshape(-1, cout).T, n, h, w, cin, 3, 3, 1, 1, pt, pl, ho, wo, dx)
+    return out, kernel_grad, dx
+
+
+def problem(case, dtype, seed=0):
+    n, h, w, cin, cout, padding = case
+    rng = np.random.default_rng(seed)
+    (ho, pt, _), (wo, pl, _) = kernels.window_geometry(h, 3, 1, padding), kernels.window_geometry(w, 3, 1, padding)
+    x = rng.standard_normal((n, h, w, cin)).astype(dtype)
+    kernel = rng.standard_normal((3, 3, cin, cout)).astype(dtype)
+    g = rng.standard_normal((n, ho, wo, cout)).astype(dtype)
+    return x, kernel, g, (pt, pl, ho, wo)
+
+
+def assert_close(got, want):
+    """Equal up to rounding: a few ulps of the largest value (sums of hundreds of terms of either
+    sign, added in another order: an element near 0 carries its neighbours' rounding)."""
+    eps = np.finfo(want.dtype).eps
+    np.testing.assert_allclose(got, want, rtol=0, atol=64 * eps * max(1.0, float(np.abs(want).max())))
+
+
+@needs_openblas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("group_bytes", [winograd.GROUP_BYTES, 1])  # 1: one image per group
+def test_kernels_give_im2cols_numbers(monkeypatch, case, dtype, group_bytes):
+    monkeypatch.setattr(winograd, "GROUP_BYTES", group_bytes)
+    x, kernel, g, (pt, pl, ho, wo) = problem(case, dtype)
+    want_out, want_kernel_grad, want_dx = im2col_conv(x, kernel, pt, pl, ho, wo, g)
+    bias = np.linspace(-1, 1, kernel.shape[3]).astype(dtype)
+    scratch = lambda size: np.full(size, np.nan, dtype)  # noqa: E731  (nothing read before written)
+    out = np.full(g.shape, np.nan, dtype)
+    assert winograd.forward(x, kernel, pt, pl, bias, 0, out, scratch) is out
+    assert_close(out, want_out + bias)
+    winograd.forward(x, kernel, pt, pl, bias, 1, out, scratch)  # relu, as it writes
+    assert_close(out, np.maximum(want_out + bias, 0))
+    kernel_grad, dx = np.full_like(kernel, np.nan), np.full_like(x, np.nan)
+    assert winograd.backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch) is kernel_grad
+    assert_close(kernel_grad, want_kernel_grad)
+    assert_close(dx, want_dx)
+    kernel_grad[...] = np.nan  # without the input gradient: the same kernel gradient
+    winograd.backward(x, g, kernel, pt, pl, kernel_grad, None, scratch)
+    assert_close(kernel_grad, want_kernel_grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_twins_give_im2cols_numbers(case, dtype):
+    x, kernel, g, (pt, pl, ho, wo) = problem(case, dtype, seed=1)
+    want_out, want_kernel_grad, want_dx = im2col_conv(x, kernel, pt, pl, ho, wo, g)
+    bias = np.linspace(-1, 1, kernel.shape[3]).astype(dtype)
+    out = winograd.forward_ref(x, kernel, pt, pl, bias, 2, np.empty_like(g))
+    assert_close(out, 1 / (1 + np.exp(-(want_out + bias))))
+    kernel_grad, dx = np.empty_like(kernel), np.full_like(x, np.nan)
+    winograd.backward_ref(x, g, kernel, pt, pl, kernel_grad, dx)
+    assert_close(kernel_grad, want_kernel_grad)
+    assert_close(dx, want_dx)
+
+
+def test_kernel_transform_and_its_adjoint():
+    # <G w G^T, dU> = <w, G^T dU G> for every w and dU: kernel_grad_of is transform_kernel's adjoint
+    rng = np.random.default_rng(2)
+    w, du = rng.standard_normal((3, 3, 4, 5)), rng.standard_normal((16, 4, 5))
+    u = winograd.transform_kernel(w)
+    assert u.shape == (16, 4, 5) and u.flags.c_contiguous
+    np.testing.assert_allclose(u[0], w[0, 0])  # the corner of the basis is the corner tap itself
+    dw = winograd.kernel_grad_of(du, np.empty_like(w))
+    assert np.isclose(np.vdot(u, du), np.vdot(w, dw), rtol=1e-12)
+
+
+def test_which_layers_take_it():
+    def layer(filters, kernel_size, cin, **kw):
+        conv = Conv2D(filters, kernel_size, padding="same", **kw)
+        conv.build((14, 14, cin), np.random.default_rng(0))
+        return conv
+
+    expected = blas.find() is not None  # and only where npae can call OpenBLAS's GEMM itself
+    assert layer(32, 3, 32).winograd_mode == expected  # the denoiser's 32 -> 32
+    assert layer(16, 3, 16).winograd_mode == expected  # 256 channel pairs
+    assert not layer(8, 3, 8).winograd_mode  # few channels: the direct kernel
+    assert not layer(1, 3, 32).winograd_mode  # the last conv: direct
+    assert not layer(32, (3, 2), 32).winograd_mode
+    assert not layer(32, 3, 32, strides=2).winograd_mode
+    up = layer(32, 3, 32)
+    up.upsampled_input = (2, 2)  # read upsampled, phase by phase: im2col
+    assert not up.winograd_mode
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_layer_gives_the_numpy_paths_numbers(monkeypatch, padding, dtype):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 7, 6, 12)).astype(dtype)
+    layer = Conv2D(16, 3, padding=padding, activation="relu", dtype=dtype)  # 192 channel pairs
+    layer.build(x.shape[1:], np.random.default_rng(0))
+    layer.params["bias"][:] = np.linspace(-1, 1, 16)
+    g = rng.standard_normal((5, *layer.output_shape)).astype(dtype)
+
+    def passes(training):
+        return layer.forward(x, training).copy(), layer.backward(g).copy(), layer.grads["kernel"].copy()
+
+    got = [passes(True), passes(False)]
+    assert layer._path == ("winograd" if blas.find() is not None else "im2col")
+    monkeypatch.setattr(blas, "find", lambda: None)  # without OpenBLAS: NumPy's im2col blocks
+    want = passes(True)
+    assert not layer.winograd_mode and layer._path == "im2col"
+    for result in got:
+        for a, b in zip(result, want):
+            assert_close(a, b)
