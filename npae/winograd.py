@@ -26,6 +26,11 @@ dY = dL/dz for a block (zero where the block sticks out of the image):
     dV[xi] = dM[xi] @ U[xi]^T             (T, Cin)
     dd = B dV B^T, added into dx over the tiles' (overlapping) footprints
 
+An input read upsampled (UpSampling2D then this convolution, ``up``): the tiles read the small
+image's pixels as the upsampled image has them, and its gradient goes back to them. Upsampled 2x
+with odd padding (the decoder's 'same' convolutions), 7 of the 16 slabs of V are 0 for every tile
+(see :func:`slabs_of`): 9 GEMMs per product.
+
 Each Numba thread takes a group of images at a time, its V and M (about GROUP_BYTES) in its own
 cache, and calls OpenBLAS's GEMM itself, held to one thread (:mod:`npae.blas`); the backward
 pass rebuilds V from the input instead of keeping 2.3x the input's size between the passes.
@@ -43,11 +48,11 @@ import numba
 import numpy as np
 from numba import prange
 
-from . import blas
-from .elementwise import activate
+from . import blas, kernels
+from .elementwise import activate, bias_act_forward_ref
 
-__all__ = ["GROUP_BYTES", "backward", "backward_ref", "forward", "forward_ref", "kernel_grad_of",
-           "transform_kernel"]
+__all__ = ["GROUP_BYTES", "backward", "backward_ref", "forward", "forward_ref", "kernel_grad_of", "slabs_of",
+           "tiles", "transform_kernel"]
 
 GROUP_BYTES = 512 * 1024  # a thread's V and M for one group of images: about half a core's L2
 
@@ -79,9 +84,10 @@ def kernel_grad_of(du: np.ndarray, out: np.ndarray) -> np.ndarray:
 # Each works on one tile at a time, channels innermost (contiguous in NHWC and in the V / M rows).
 
 @numba.njit(cache=True, inline="always")
-def _input_tiles(x, b, pt, pl, th, tw, v, t0, d):
-    """V = B^T d B for image b's th*tw tiles into v[:, t0 + tile, :] (16, T, Cin); d (16, Cin) scratch."""
-    h, w, cin = x.shape[1], x.shape[2], x.shape[3]
+def _input_tiles(x, b, pt, pl, uh, uw, th, tw, v, t0, d):
+    """V = B^T d B for image b's th*tw tiles into v[:, t0 + tile, :] (16, T, Cin), x read as if
+    upsampled by (uh, uw); d (16, Cin) scratch."""
+    h, w, cin = x.shape[1] * uh, x.shape[2] * uw, x.shape[3]
     zero = x.dtype.type(0)
     for ty in range(th):
         for tx in range(tw):
@@ -90,8 +96,9 @@ def _input_tiles(x, b, pt, pl, th, tw, v, t0, d):
                 for q in range(4):
                     xx = 2 * tx - pl + q
                     if 0 <= y < h and 0 <= xx < w:
+                        ys, xs = y // uh, xx // uw
                         for c in range(cin):
-                            d[4 * r + q, c] = x[b, y, xx, c]
+                            d[4 * r + q, c] = x[b, ys, xs, c]
                     else:
                         for c in range(cin):
                             d[4 * r + q, c] = zero
@@ -166,10 +173,11 @@ def _output_grad_tiles(g, b, th, tw, dm, t0, yb):
 
 
 @numba.njit(cache=True, inline="always")
-def _input_grad_tiles(dv, t0, dx, b, pt, pl, th, tw, e):
+def _input_grad_tiles(dv, t0, dx, b, pt, pl, uh, uw, th, tw, e):
     """dx[b] += B dV B^T over each tile's footprint (inside the image), from dv[:, t0 + tile, :];
+    with (uh, uw) the image upsampled by that much, each pixel's share to the small one it copies;
     e (16, Cin) scratch."""
-    h, w, cin = dx.shape[1], dx.shape[2], dx.shape[3]
+    h, w, cin = dx.shape[1] * uh, dx.shape[2] * uw, dx.shape[3]
     for ty in range(th):
         for tx in range(tw):
             t = t0 + ty * tw + tx
@@ -189,116 +197,260 @@ def _input_grad_tiles(dv, t0, dx, b, pt, pl, th, tw, e):
                     for q in range(4):
                         xx = 2 * tx - pl + q
                         if 0 <= xx < w:
+                            ys, xs = y // uh, xx // uw
                             for c in range(cin):
-                                dx[b, y, xx, c] += e[4 * r + q, c]
+                                dx[b, ys, xs, c] += e[4 * r + q, c]
+
+
+# An image read upsampled 2x with odd padding (the decoder's UpSampling2D then a 'same' 3x3 Conv2D):
+# along each axis a tile's four pixels copy three small ones (a, b, b, c), so B^T d has only three
+# non-zero entries, V0 = a - b, V1 = 2 b, V3 = b - c (V2 = b - b), and the slabs with r or q = 2
+# are 0. These four take the 3x3 small pixels under each tile directly and touch the 9 slabs only.
+
+@numba.njit(cache=True, inline="always")
+def _input_tiles9(x, b, pt, pl, th, tw, v, t0, d):
+    """:func:`_input_tiles` for up = (2, 2) with pt, pl odd: the 9 non-zero slabs of V."""
+    h, w, cin = x.shape[1], x.shape[2], x.shape[3]
+    zero = x.dtype.type(0)
+    for ty in range(th):
+        for tx in range(tw):
+            oy, ox = ty - (pt + 1) // 2, tx - (pl + 1) // 2  # the small tile's top-left pixel
+            for r in range(3):
+                y = oy + r
+                for q in range(3):
+                    xx = ox + q
+                    if 0 <= y < h and 0 <= xx < w:
+                        for c in range(cin):
+                            d[3 * r + q, c] = x[b, y, xx, c]
+                    else:
+                        for c in range(cin):
+                            d[3 * r + q, c] = zero
+            t = t0 + ty * tw + tx
+            for r in range(3):  # rows: (a, b, c) -> (a - b, 2 b, b - c)
+                for c in range(cin):
+                    a0, b0, c0 = d[3 * r, c], d[3 * r + 1, c], d[3 * r + 2, c]
+                    d[3 * r, c], d[3 * r + 1, c], d[3 * r + 2, c] = a0 - b0, b0 + b0, b0 - c0
+            for q in range(3):  # columns, into slabs (0, 1, 3) x (0, 1, 3)
+                qq = q + q // 2
+                for c in range(cin):
+                    a0, b0, c0 = d[q, c], d[3 + q, c], d[6 + q, c]
+                    v[qq, t, c], v[4 + qq, t, c], v[12 + qq, t, c] = a0 - b0, b0 + b0, b0 - c0
+
+
+@numba.njit(cache=True, inline="always")
+def _output_tiles9(m, t0, out, b, th, tw, bias, act, one, yb):
+    """:func:`_output_tiles` reading only the 9 slabs that are not 0."""
+    ho, wo, cout = out.shape[1], out.shape[2], out.shape[3]
+    for ty in range(th):
+        for tx in range(tw):
+            t = t0 + ty * tw + tx
+            for c in range(cout):
+                s00 = m[0, t, c] + m[4, t, c]
+                s01 = m[1, t, c] + m[5, t, c]
+                s03 = m[3, t, c] + m[7, t, c]
+                s10 = m[4, t, c] - m[12, t, c]
+                s11 = m[5, t, c] - m[13, t, c]
+                s13 = m[7, t, c] - m[15, t, c]
+                yb[0, c], yb[1, c] = s00 + s01 + bias[c], s01 - s03 + bias[c]
+                yb[2, c], yb[3, c] = s10 + s11 + bias[c], s11 - s13 + bias[c]
+            for k in range(4):
+                y, xx = 2 * ty + k // 2, 2 * tx + k % 2
+                if y < ho and xx < wo:
+                    for c in range(cout):
+                        out[b, y, xx, c] = activate(yb[k, c], act, one)
+
+
+@numba.njit(cache=True, inline="always")
+def _output_grad_tiles9(g, b, th, tw, dm, t0, yb):
+    """:func:`_output_grad_tiles` writing only the 9 slabs the GEMMs read."""
+    ho, wo, cout = g.shape[1], g.shape[2], g.shape[3]
+    zero = g.dtype.type(0)
+    for ty in range(th):
+        for tx in range(tw):
+            t = t0 + ty * tw + tx
+            for k in range(4):
+                y, xx = 2 * ty + k // 2, 2 * tx + k % 2
+                if y < ho and xx < wo:
+                    for c in range(cout):
+                        yb[k, c] = g[b, y, xx, c]
+                else:
+                    for c in range(cout):
+                        yb[k, c] = zero
+            for c in range(cout):
+                y00, y01, y10, y11 = yb[0, c], yb[1, c], yb[2, c], yb[3, c]
+                a0, a1 = y00, y01
+                dm[0, t, c], dm[1, t, c], dm[3, t, c] = a0, a0 + a1, -a1
+                a0, a1 = y00 + y10, y01 + y11
+                dm[4, t, c], dm[5, t, c], dm[7, t, c] = a0, a0 + a1, -a1
+                a0, a1 = -y10, -y11
+                dm[12, t, c], dm[13, t, c], dm[15, t, c] = a0, a0 + a1, -a1
+
+
+@numba.njit(cache=True, inline="always")
+def _input_grad_tiles9(dv, t0, dx, b, pt, pl, th, tw, e):
+    """:func:`_input_grad_tiles` for up = (2, 2) with pt, pl odd, from the 9 slabs: per axis the
+    adjoint of (a, b, c) -> (a - b, 2 b, b - c) is (V0, V1, V3) -> (V0, 2 V1 - V0 + V3, -V3)."""
+    h, w, cin = dx.shape[1], dx.shape[2], dx.shape[3]
+    for ty in range(th):
+        for tx in range(tw):
+            t = t0 + ty * tw + tx
+            for q in range(3):  # rows first (slabs r = 0, 1, 3), column q of (0, 1, 3)
+                qq = q + q // 2
+                for c in range(cin):
+                    v0, v1, v3 = dv[qq, t, c], dv[4 + qq, t, c], dv[12 + qq, t, c]
+                    e[q, c], e[3 + q, c], e[6 + q, c] = v0, v1 + v1 - v0 + v3, -v3
+            for r in range(3):
+                for c in range(cin):
+                    v0, v1, v3 = e[3 * r, c], e[3 * r + 1, c], e[3 * r + 2, c]
+                    e[3 * r, c], e[3 * r + 1, c], e[3 * r + 2, c] = v0, v1 + v1 - v0 + v3, -v3
+            oy, ox = ty - (pt + 1) // 2, tx - (pl + 1) // 2
+            for r in range(3):
+                y = oy + r
+                if 0 <= y < h:
+                    for q in range(3):
+                        xx = ox + q
+                        if 0 <= xx < w:
+                            for c in range(cin):
+                                dx[b, y, xx, c] += e[3 * r + q, c]
 
 
 # ---------------------------------------------------------------------------- the kernels
 
-def _plan(n, per_image, itemsize):
-    """(images per group, threads) for n images of ``per_image`` scratch elements each."""
-    group = max(1, min(GROUP_BYTES // (per_image * itemsize), math.ceil(n / numba.get_num_threads())))
-    return group, min(numba.get_num_threads(), math.ceil(n / group))
+@numba.njit(cache=True, inline="always")
+def _group_arrays(scratch, t, group, th, tw, cin, cout):
+    """Thread t's scratch as d (16, max(Cin, Cout)) for one tile, and V (16, R, Cin) and M (16, R,
+    Cout) for a group's R - 1 tiles and one spare row, so that the 16 slabs do not start at
+    addresses a multiple of 4 KB apart (which share L1 cache sets: writing all 16 ran 4x slower).
+    The same layout for every group, the last one (maybe fewer images) included."""
+    wide, rows = max(cin, cout), group * th * tw + 1
+    d = scratch[t, :16 * wide].reshape(16, wide)
+    v = scratch[t, 16 * wide:16 * (wide + rows * cin)].reshape(16, rows, cin)
+    m = scratch[t, 16 * (wide + rows * cin):16 * (wide + rows * (cin + cout))].reshape(16, rows, cout)
+    return d, v, m
 
 
 @numba.njit(cache=True, parallel=True)
-def _forward(gemm, ints, x, u, pt, pl, bias, act, out, scratch, group):
+def _forward(gemm, ints, x, u, slabs, pt, pl, uh, uw, bias, act, out, scratch, group):
     n, cin, cout, threads = x.shape[0], x.shape[3], out.shape[3], scratch.shape[0]
     th, tw = (out.shape[1] + 1) // 2, (out.shape[2] + 1) // 2
-    one, wide = x.dtype.type(1), max(cin, cout)
+    one, nine = x.dtype.type(1), len(slabs) == 9  # nine: up = (2, 2), odd padding (slabs_of)
     groups = (n + group - 1) // group
     for t in prange(threads):
+        d, v, m = _group_arrays(scratch, t, group, th, tw, cin, cout)
+        m[...] = 0  # the slabs no GEMM writes (V there is 0: see slabs_of) stay 0
         for gi in range(t, groups, threads):
             s, e = gi * group, min(n, (gi + 1) * group)
             rows = (e - s) * th * tw
-            d = scratch[t, :16 * wide].reshape(16, wide)  # per-tile scratch
-            # (16, rows + 1, C): one spare row, so the 16 slabs do not start at addresses a multiple
-            # of 4 KB apart (which share L1 cache sets: writing all 16 then ran 4x slower)
-            v = scratch[t, 16 * wide:16 * (wide + (rows + 1) * cin)].reshape(16, rows + 1, cin)
-            m = scratch[t, 16 * (wide + (rows + 1) * cin):16 * (wide + (rows + 1) * (cin + cout))].reshape(
-                16, rows + 1, cout)
             for b in range(s, e):
-                _input_tiles(x, b, pt, pl, th, tw, v, (b - s) * th * tw, d)
-            for xi in range(16):  # M[xi] = V[xi] @ U[xi]
+                if nine:
+                    _input_tiles9(x, b, pt, pl, th, tw, v, (b - s) * th * tw, d)
+                else:
+                    _input_tiles(x, b, pt, pl, uh, uw, th, tw, v, (b - s) * th * tw, d)
+            for k in range(len(slabs)):  # M[xi] = V[xi] @ U[xi]
+                xi = slabs[k]
                 blas.gemm_rows(gemm, ints, rows, cout, cin, v[xi].ctypes.data, cin, u[xi].ctypes.data, cout,
                                m[xi].ctypes.data, cout, one)
             for b in range(s, e):
-                _output_tiles(m, (b - s) * th * tw, out, b, th, tw, bias, act, one, d)
+                if nine:
+                    _output_tiles9(m, (b - s) * th * tw, out, b, th, tw, bias, act, one, d)
+                else:
+                    _output_tiles(m, (b - s) * th * tw, out, b, th, tw, bias, act, one, d)
 
 
 @numba.njit(cache=True, parallel=True)
-def _backward(gemm, ints, x, g, u_t, pt, pl, du, dx, scratch, group, with_dx):
+def _backward(gemm, ints, x, g, u_t, slabs, pt, pl, uh, uw, du, dx, scratch, group, with_dx):
     n, cin, cout, threads = x.shape[0], x.shape[3], g.shape[3], scratch.shape[0]
     th, tw = (g.shape[1] + 1) // 2, (g.shape[2] + 1) // 2
-    one, wide = x.dtype.type(1), max(cin, cout)
+    one, nine = x.dtype.type(1), len(slabs) == 9
     groups = (n + group - 1) // group
     for t in prange(threads):
         du[t] = 0
+        d, v, dm = _group_arrays(scratch, t, group, th, tw, cin, cout)
         for gi in range(t, groups, threads):
             s, e = gi * group, min(n, (gi + 1) * group)
             rows = (e - s) * th * tw
-            d = scratch[t, :16 * wide].reshape(16, wide)  # per-tile scratch
-            # (16, rows + 1, C): one spare row, so the 16 slabs do not start at addresses a multiple
-            # of 4 KB apart (which share L1 cache sets: writing all 16 then ran 4x slower)
-            v = scratch[t, 16 * wide:16 * (wide + (rows + 1) * cin)].reshape(16, rows + 1, cin)
-            dm = scratch[t, 16 * (wide + (rows + 1) * cin):16 * (wide + (rows + 1) * (cin + cout))].reshape(
-                16, rows + 1, cout)
             for b in range(s, e):
-                _input_tiles(x, b, pt, pl, th, tw, v, (b - s) * th * tw, d)
-                _output_grad_tiles(g, b, th, tw, dm, (b - s) * th * tw, d)
-            for xi in range(16):
+                if nine:
+                    _input_tiles9(x, b, pt, pl, th, tw, v, (b - s) * th * tw, d)
+                    _output_grad_tiles9(g, b, th, tw, dm, (b - s) * th * tw, d)
+                else:
+                    _input_tiles(x, b, pt, pl, uh, uw, th, tw, v, (b - s) * th * tw, d)
+                    _output_grad_tiles(g, b, th, tw, dm, (b - s) * th * tw, d)
+            for k in range(len(slabs)):
+                xi = slabs[k]
                 # dU[xi] += V[xi]^T @ dM[xi]   (Cin, Cout), summed over the tiles
                 blas.gemm_call(gemm, ints, True, False, cin, cout, rows, v[xi].ctypes.data, cin,
                                dm[xi].ctypes.data, cout, one, du[t, xi].ctypes.data, cout, one)
                 if with_dx:  # dV[xi] = dM[xi] @ U[xi]^T, into V[xi]'s place (read for the last time above)
                     blas.gemm_rows(gemm, ints, rows, cin, cout, dm[xi].ctypes.data, cout,
                                    u_t[xi].ctypes.data, cin, v[xi].ctypes.data, cin, one)
-            if with_dx:
+            if with_dx:  # (V's other slabs are 0, as dV there is: see slabs_of)
                 for b in range(s, e):
                     dx[b] = 0
-                    _input_grad_tiles(v, (b - s) * th * tw, dx, b, pt, pl, th, tw, d)
+                    if nine:
+                        _input_grad_tiles9(v, (b - s) * th * tw, dx, b, pt, pl, th, tw, d)
+                    else:
+                        _input_grad_tiles(v, (b - s) * th * tw, dx, b, pt, pl, uh, uw, th, tw, d)
 
 
-def forward(x, kernel, pt, pl, bias, act, out, scratch_of) -> np.ndarray | None:
+def slabs_of(pt: int, pl: int, up: tuple[int, int]) -> np.ndarray:
+    """The basis positions xi = 4 r + q whose V is not 0 for every tile. Reading an image upsampled
+    2x with an odd padding, a tile's rows 1 and 2 copy the same small row, so V's row 2 (d2 - d1)
+    is 0 (likewise columns): 9 GEMMs instead of 16, 9 multiply-adds per 2x2 outputs."""
+    rows = [0, 1, 3] if up[0] == 2 and pt % 2 else [0, 1, 2, 3]
+    cols = [0, 1, 3] if up[1] == 2 and pl % 2 else [0, 1, 2, 3]
+    return np.array([4 * r + q for r in rows for q in cols], dtype=np.int64)
+
+
+def _scratch(n, th, tw, cin, cout, itemsize, extra, scratch_of):
+    """(images per group, the threads' scratch (threads, per thread)), plus ``extra`` elements
+    after it (a flat view), for n images of th*tw tiles."""
+    group = max(1, min(GROUP_BYTES // (16 * th * tw * (cin + cout) * itemsize),
+                       math.ceil(n / numba.get_num_threads())))
+    threads = min(numba.get_num_threads(), math.ceil(n / group))
+    per_thread = 16 * ((group * th * tw + 1) * (cin + cout) + max(cin, cout))
+    flat = scratch_of(threads * per_thread + extra)
+    return group, flat[:threads * per_thread].reshape(threads, per_thread), flat[threads * per_thread:]
+
+
+def forward(x, kernel, pt, pl, bias, act, out, scratch_of, up=(1, 1)) -> np.ndarray | None:
     """out (N, Ho, Wo, Cout) <- act(conv(x, kernel) + bias) for a 3x3 kernel at stride 1, or None
     where it cannot run (no OpenBLAS found). x (N, H, W, Cin) C-contiguous, kernel (3, 3, Cin,
     Cout), (pt, pl) the padding on top and left (Ho, Wo from out's shape, the rest zero-padded),
-    bias (Cout,), act an activation code, ``scratch_of(size)`` a flat array of x's dtype."""
+    bias (Cout,), act an activation code, ``scratch_of(size)`` a flat array of x's dtype. ``up``
+    = (uh, uw): convolve x upsampled by that much (nearest neighbour, as UpSampling2D) without
+    forming it; pt, pl, Ho, Wo then refer to the upsampled image."""
     openblas = blas.find()
     if openblas is None:
         return None
     n, _, _, cin = x.shape
     th, tw = tiles(*out.shape[1:3])
     cout = kernel.shape[3]
-    group, threads = _plan(n, 16 * th * tw * (cin + cout), x.itemsize)
-    per_thread = 16 * ((group * th * tw + 1) * (cin + cout) + max(cin, cout))
-    scratch = scratch_of(threads * per_thread).reshape(threads, per_thread)
+    group, scratch, _ = _scratch(n, th, tw, cin, cout, x.itemsize, 0, scratch_of)
     with openblas.single_threaded():
         _forward(openblas.gemm(x.dtype), np.empty(0, openblas.int_dtype), x, transform_kernel(kernel),
-                 pt, pl, bias, act, out, scratch, group)
+                 slabs_of(pt, pl, up), pt, pl, *up, bias, act, out, scratch, group)
     return out
 
 
-def backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch_of) -> np.ndarray | None:
+def backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch_of, up=(1, 1)) -> np.ndarray | None:
     """The backward pass of :func:`forward`'s convolution, or None where it cannot run (then
     nothing is written): ``kernel_grad`` (3, 3, Cin, Cout) <- dL/dkernel and, unless dx is None,
     dx (N, H, W, Cin) <- dL/dx, from x (N, H, W, Cin) and g = dL/dz (N, Ho, Wo, Cout) (after
-    the activation's derivative; the bias gradient is the caller's)."""
+    the activation's derivative; the bias gradient is the caller's); ``up`` as in forward."""
     openblas = blas.find()
     if openblas is None:
         return None
     n, _, _, cin = x.shape
     th, tw = tiles(*g.shape[1:3])
     cout = kernel.shape[3]
-    group, threads = _plan(n, 16 * th * tw * (cin + cout), x.itemsize)
-    per_thread = 16 * ((group * th * tw + 1) * (cin + cout) + max(cin, cout))
-    scratch = scratch_of(threads * per_thread + threads * 16 * cin * cout)
-    du = scratch[threads * per_thread:].reshape(threads, 16, cin, cout)
+    group, scratch, rest = _scratch(n, th, tw, cin, cout, x.itemsize, numba.get_num_threads() * 16 * cin * cout,
+                                    scratch_of)  # and after it, each thread's dU
+    du = rest[:scratch.shape[0] * 16 * cin * cout].reshape(scratch.shape[0], 16, cin, cout)
     u_t = np.ascontiguousarray(transform_kernel(kernel).transpose(0, 2, 1))  # (16, Cout, Cin)
     with openblas.single_threaded():
-        _backward(openblas.gemm(x.dtype), np.empty(0, openblas.int_dtype), x, g, u_t, pt, pl, du,
-                  dx if dx is not None else x[:0], scratch[:threads * per_thread].reshape(threads, per_thread),
-                  group, dx is not None)
+        _backward(openblas.gemm(x.dtype), np.empty(0, openblas.int_dtype), x, g, u_t, slabs_of(pt, pl, up),
+                  pt, pl, *up, du, dx if dx is not None else x[:0], scratch, group, dx is not None)
     kernel_grad_of(du.sum(axis=0), kernel_grad)
     return kernel_grad
 
@@ -316,10 +468,9 @@ def _tiles_of(x, pt, pl, th, tw):
     return xp[:, i[:, None, :, None], j[None, :, None, :]]
 
 
-def forward_ref(x, kernel, pt, pl, bias, act, out):
-    """The twin of :func:`forward`, transform by transform in NumPy."""
-    from .elementwise import bias_act_forward_ref
-
+def forward_ref(x, kernel, pt, pl, bias, act, out, up=(1, 1)):
+    """The twin of :func:`forward`, transform by transform in NumPy (all 16 slabs, on x upsampled)."""
+    x = kernels.upsample_forward_ref(x, *up)
     n, ho, wo, cout = out.shape
     th, tw = tiles(ho, wo)
     bt, at = _BT.astype(x.dtype), _AT.astype(x.dtype)
@@ -331,8 +482,9 @@ def forward_ref(x, kernel, pt, pl, bias, act, out):
     return out
 
 
-def backward_ref(x, g, kernel, pt, pl, kernel_grad, dx):
-    """The twin of :func:`backward`."""
+def backward_ref(x, g, kernel, pt, pl, kernel_grad, dx, up=(1, 1)):
+    """The twin of :func:`backward` (all 16 slabs, on x upsampled; dx summed back to its size)."""
+    x = kernels.upsample_forward_ref(x, *up)
     n, h, w, cin = x.shape
     _, ho, wo, cout = g.shape
     th, tw = tiles(ho, wo)
@@ -354,6 +506,7 @@ def backward_ref(x, g, kernel, pt, pl, kernel_grad, dx):
         for q in range(4):
             dxp[:, r:r + 2 * th:2, q:q + 2 * tw:2] += dd[:, :, :, r, q]
     hh, ww = min(h, 2 * th + 2 - pt), min(w, 2 * tw + 2 - pl)
-    dx[...] = 0
-    dx[:, :hh, :ww] = dxp[:, pt:pt + hh, pl:pl + ww]
+    big = np.zeros_like(x)
+    big[:, :hh, :ww] = dxp[:, pt:pt + hh, pl:pl + ww]
+    dx[...] = kernels.upsample_backward_ref(big, *up)
     return kernel_grad

@@ -118,8 +118,8 @@ def test_only_models_made_of_dense_layers_take_the_kernel():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("up,kernel,padding,strides", [
-    (None, (3, 2), "same", 1), (None, (2, 3), "valid", (2, 1)), ((2, 2), 3, "same", 1), ((1, 3), (2, 3), "same", 1),
-    ((3, 2), (3, 1), "valid", 1)])
+    (None, (3, 2), "same", 1), (None, (2, 3), "valid", (2, 1)), ((2, 2), (3, 2), "same", 1),
+    ((1, 3), (2, 3), "same", 1), ((3, 2), (3, 1), "valid", 1)])  # (3x3 at stride 1 is Winograd's)
 def test_conv2d_gemm_kernel_gives_the_numpy_paths_numbers(monkeypatch, up, kernel, padding, strides, dtype):
     # with OpenBLAS, the im2col forward pass of a layer with more than 128 channel pairs runs as one
     # kernel (npae.conv_gemm: a group of images per thread, phase by phase on an upsampled input);

@@ -28,9 +28,9 @@ such sums:
          is a correlation with the kernel turned 180 degrees and its channel axes swapped)
 
 Winograd mode, for a 3x3 kernel at stride 1 with many channels (see ``winograd_mode``: the
-denoiser's 32 -> 32 encoder layers): :mod:`npae.winograd`'s F(2x2, 3x3), 16 instead of 36
-multiply-adds per 2x2 block of outputs and channel pair, in the forward pass and in both products
-of the backward pass.
+denoiser's 32 -> 32 layers): :mod:`npae.winograd`'s F(2x2, 3x3), 16 instead of 36 multiply-adds
+per 2x2 block of outputs and channel pair (9 on an image upsampled 2x), in the forward pass and in
+both products of the backward pass.
 
 Inside a Model, an UpSampling2D right before a Conv2D is (as ``reads_upsampled`` decides) not run
 on its own: the convolution reads the small image as if upsampled (``upsampled_input``), one output
@@ -167,14 +167,15 @@ class Conv2D(Layer):
     @property
     def winograd_mode(self) -> bool:
         """Whether forward passes (training or not) take Winograd's F(2x2, 3x3)
-        (:mod:`npae.winograd`): a 3x3 kernel at stride 1 on an ordinary input where even inference
-        takes im2col (more than 128 channel pairs and no direct mode), when NumPy's OpenBLAS is
-        found. Measured per 256 images, forward + backward, against im2col + GEMM: 14x14 32 -> 32
-        12.7-12.9 vs 17.2-17.3 ms, 7x7 32 -> 32 3.9-4.1 vs 4.6, 14x14 16 -> 16 5.3-5.4 vs 6.7;
-        but on 8 -> 8 (7x7 and 4x4) 1.25 vs 0.8 and 0.5 vs 0.3: too few channels to pay the
-        transforms."""
-        return (self.kernel_size == (3, 3) and self.strides == (1, 1) and self.upsampled_input is None
-                and not self.direct_inference_mode and blas.find() is not None)
+        (:mod:`npae.winograd`): a 3x3 kernel at stride 1 where even inference takes im2col (more
+        than 128 channel pairs and no direct mode), when NumPy's OpenBLAS is found; on an
+        upsampled input too (``upsampled_input``, read on the fly). Measured per 256 images,
+        forward + backward, against im2col + GEMM: 14x14 32 -> 32 12.7-12.9 vs 17.2-17.3 ms, 7x7
+        32 -> 32 3.9-4.1 vs 4.6, 14x14 16 -> 16 5.3-5.4 vs 6.7; the decoder's 7x7 -> 14x14 32 -> 32
+        (9 GEMMs, see ``winograd.slabs_of``) 6.8 vs 9.1 in the model; but on 8 -> 8 (7x7 and
+        4x4) 1.25 vs 0.8 and 0.5 vs 0.3: too few channels to pay the transforms."""
+        return (self.kernel_size == (3, 3) and self.strides == (1, 1) and not self.direct_inference_mode
+                and blas.find() is not None)
 
     def forward_linear_bias_act(self, x, training, act):
         if self.runs_direct(training):  # the direct kernel adds the bias and applies act as it writes
@@ -213,11 +214,12 @@ class Conv2D(Layer):
     def _forward_winograd(self, x, act):
         """act(conv(x) + bias) as (N*Ho*Wo, Cout) by ``winograd.forward``."""
         ho, wo, pt, pl = self._geom
+        up = self.upsampled_input or (1, 1)
         x = np.ascontiguousarray(x)
         z = self.result_buffer("out", (x.shape[0], ho, wo, self.filters), x.dtype)
         winograd.forward(x, self.params["kernel"], pt, pl, self._bias(), act, z,
-                         lambda size: self.take_scratch((size,), x.dtype))
-        self._path, self._up, self._x = "winograd", (1, 1), x  # for the backward pass
+                         lambda size: self.take_scratch((size,), x.dtype), up)
+        self._path, self._up, self._x = "winograd", up, x  # for the backward pass
         return z.reshape(-1, self.filters)
 
     def _forward_direct(self, x, bias, act):
@@ -285,7 +287,7 @@ class Conv2D(Layer):
         if self._path == "winograd":
             dx = self.result_buffer("dx", (n, h, w, cin), g2.dtype) if self.needs_input_grad else None
             winograd.backward(self._x, g2.reshape(n, ho, wo, cout), kernel, pt, pl, self.grads["kernel"], dx,
-                              lambda size: self.take_scratch((size,), g2.dtype))
+                              lambda size: self.take_scratch((size,), g2.dtype), self._up)
             return dx
         if self._path == "direct":
             g4 = g2.reshape(n, ho, wo, cout)
