@@ -250,8 +250,8 @@ def _rounds(name: str, engines: list[str], repeats: int, seconds: float, n: int,
 def layer_profile(model, x, steps: int = 10) -> list[dict]:
     """Mean forward and backward time per layer (ms) over ``steps`` training steps, plus the
     optimizer step as its own row, after one untimed step (which loads the compiled kernels). An
-    UpSampling2D that the next Conv2D reads on the fly (``Model._forward_steps``) shows 0: its
-    work is in that row."""
+    UpSampling2D that the next Conv2D reads on the fly, or a MaxPooling2D that the Conv2D before it
+    runs in its kernel (``Model._forward_steps``), shows 0: its work is in that Conv2D's row."""
     model.compute_gradients(x, x)
     layers = model._layers
     fwd, bwd, opt_t = np.zeros(len(layers)), np.zeros(len(layers)), 0.0

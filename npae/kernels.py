@@ -200,6 +200,23 @@ def maxpool_forward(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None, out=None
     return out, argmax
 
 
+@numba.njit(cache=True, inline="always")
+def _max_of_2x2(xb, y0, x0, o, a, s):
+    """The common 2x2 window, whole: o (C,) <- the max over xb[y0:y0 + 2, x0:x0 + 2] (xb (H, W, C))
+    and a (C,) <- its winner's code (the first in row-major order on ties). The running max stays
+    in registers and the channel loop vectorises (2-9x faster than the general loop)."""
+    p00, p01, p10, p11 = xb[y0, x0], xb[y0, x0 + 1], xb[y0 + 1, x0], xb[y0 + 1, x0 + 1]
+    for ch in range(o.shape[0]):
+        m, k = p00[ch], 0
+        if p01[ch] > m:
+            m, k = p01[ch], 1
+        if p10[ch] > m:
+            m, k = p10[ch], 1 << s
+        if p11[ch] > m:
+            m, k = p11[ch], (1 << s) | 1
+        o[ch], a[ch] = m, k
+
+
 @_jit
 def _maxpool_forward(x, kh, kw, sh, sw, pt, pl, argmax, out):
     n, h, w, c = x.shape
@@ -214,18 +231,7 @@ def _maxpool_forward(x, kh, kw, sh, sw, pt, pl, argmax, out):
                 x0, x1 = max(wx, 0), min(wx + kw, w)
                 o, a = out[b, i, j], argmax[b, i, j]  # (C,) each
                 if y1 - y0 == 2 and x1 - x0 == 2 and kh == 2 and kw == 2:
-                    # the common 2x2 window, whole: the running max stays in registers and the
-                    # channel loop vectorises (2-9x faster than the general loop below)
-                    p00, p01, p10, p11 = x[b, y0, x0], x[b, y0, x0 + 1], x[b, y0 + 1, x0], x[b, y0 + 1, x0 + 1]
-                    for ch in range(c):
-                        m, k = p00[ch], 0
-                        if p01[ch] > m:
-                            m, k = p01[ch], 1
-                        if p10[ch] > m:
-                            m, k = p10[ch], 1 << s
-                        if p11[ch] > m:
-                            m, k = p11[ch], (1 << s) | 1
-                        o[ch], a[ch] = m, k
+                    _max_of_2x2(x[b], y0, x0, o, a, s)
                     continue
                 # any other window: start from the first real pixel (padding is -inf and never
                 # wins), then scan it with the contiguous channel loop innermost
@@ -256,6 +262,28 @@ def maxpool_forward_ref(x, kh, kw, sh, sw, pt, pl, ho, wo, argmax_out=None, out=
     return _into(out, win_max.astype(x.dtype)), _into(argmax_out, argmax)
 
 
+@numba.njit(cache=True, inline="always")
+def _unpool_2x2(grad, argmax, pooled, relu, dx, s):
+    """One image's 2x2 stride-2 pooling backward, the tutorial's: every input pixel has at most one
+    window, (y // 2, x // 2), where its code is (y % 2) << s | x % 2. Written once each, no zero
+    fill and no scatter: the channel loop vectorises (4.0 -> 2.7 ms for 256 x 28 x 28 x 32 here).
+    grad, argmax, pooled (ho, wo, C), dx (h, w, C); ``relu``: through a relu, as maxpool_backward."""
+    ho, wo, c = grad.shape
+    h, w = dx.shape[0], dx.shape[1]
+    zero = dx.dtype.type(0)
+    for y in range(h):
+        for xx in range(w):
+            o = dx[y, xx]
+            i, j = y >> 1, xx >> 1
+            if i >= ho or j >= wo:  # 'valid' with an odd size: the last row/column
+                o[:] = zero
+                continue
+            code = argmax.dtype.type((y & 1) << s | (xx & 1))  # compared in argmax's own type
+            g, a, p = grad[i, j], argmax[i, j], pooled[i, j]
+            for ch in range(c):
+                o[ch] = g[ch] if a[ch] == code and (not relu or p[ch] > zero) else zero
+
+
 @_jit
 def _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx, pooled, relu):
     n, ho, wo, c = grad.shape
@@ -263,21 +291,8 @@ def _maxpool_backward(grad, argmax, kh, kw, sh, sw, pt, pl, dx, pooled, relu):
     s = _code_shift(argmax.itemsize)
     zero = dx.dtype.type(0)
     if kh == 2 and kw == 2 and sh == 2 and sw == 2 and pt == 0 and pl == 0:
-        # the tutorial's pooling: every input pixel has at most one window, (y // 2, x // 2), where
-        # its code is (y % 2) << s | x % 2. Written once each, no zero fill and no scatter: the
-        # channel loop vectorises (4.0 -> 2.7 ms for 256 x 28 x 28 x 32 here)
         for b in prange(n):
-            for y in range(h):
-                for xx in range(w):
-                    o = dx[b, y, xx]
-                    i, j = y >> 1, xx >> 1
-                    if i >= ho or j >= wo:  # 'valid' with an odd size: the last row/column
-                        o[:] = zero
-                        continue
-                    code = argmax.dtype.type((y & 1) << s | (xx & 1))  # compared in argmax's own type
-                    g, a, p = grad[b, i, j], argmax[b, i, j], pooled[b, i, j]
-                    for ch in range(c):
-                        o[ch] = g[ch] if a[ch] == code and (not relu or p[ch] > zero) else zero
+            _unpool_2x2(grad[b], argmax[b], pooled[b], relu, dx[b], s)
         return dx
     flat = dx.reshape(n, h * w, c)
     for b in prange(n):  # overlapping windows may share a winner: per-image threads, no race
@@ -523,10 +538,51 @@ def conv2d_s1(x, w, pt, pl, ho, wo, out, up=(1, 1), bias=None, act=0):
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv2d_s1_input_grad(g, wf_flip, phases, uh, uw, dx, chunks):
+def _conv2d_s1_maxpool2x2(x, wf, phases, bias, act, pooled, argmax, chunks):
+    n, _, _, cin = x.shape
+    cout = wf.shape[4]
+    pt, pl, wp, hp = _plane_layout(phases)
+    ho, wo = phases[0, 6], phases[0, 7]
+    one, s = pooled.dtype.type(1), _code_shift(argmax.itemsize)
+    for t in prange(chunks):
+        xs = np.zeros((cin, hp * wp), dtype=x.dtype)
+        zs = np.empty((cout, hp * wp), dtype=pooled.dtype)
+        zb = np.empty((ho, wo, cout), dtype=pooled.dtype)  # one image's act(z + bias), in cache
+        for b in range(t * n // chunks, (t + 1) * n // chunks):
+            _fill_planes(x[b], pt, pl, wp, xs)
+            _conv_planes(xs, wf[0], zs, wp, ho * wp, 0, False)
+            _store_planes(zs, wp, zb, phases[0], 1, 1, bias, act, one)
+            for i in range(ho // 2):
+                for j in range(wo // 2):
+                    _max_of_2x2(zb, 2 * i, 2 * j, pooled[b, i, j], argmax[b, i, j], s)
+    return pooled
+
+
+def conv2d_s1_maxpool2x2(x, w, pt, pl, ho, wo, bias, act, pooled, argmax):
+    """:func:`conv2d_s1` (act(convolution + bias), ho x wo outputs, both even) followed by 2x2 max
+    pooling at stride 2, image by image without writing the convolution's output: fills pooled
+    (N, ho/2, wo/2, Cout) and argmax (the same shape, ``argmax_dtype(2, 2)``) as
+    :func:`maxpool_forward` would, and returns pooled. For a monotone act the pooled values are
+    act(max of z + bias), and relu's or sigmoid's derivative at each winner follows from them."""
+    phases, taps = upsampled_phases(*w.shape[:2], pt, pl, ho, wo, (1, 1))
+    return _conv2d_s1_maxpool2x2(x, fold_kernel(w, phases, taps), phases, bias, act, pooled, argmax,
+                                 _chunks(x.shape[0]))
+
+
+def conv2d_s1_maxpool2x2_ref(x, w, pt, pl, ho, wo, bias, act, pooled, argmax):
+    """NumPy twin of :func:`conv2d_s1_maxpool2x2`: the two twins one after the other."""
+    z = conv2d_s1_ref(x, w, pt, pl, ho, wo, np.empty((x.shape[0], ho, wo, w.shape[3]), pooled.dtype), bias=bias,
+                      act=act)
+    return maxpool_forward_ref(z, 2, 2, 2, 2, 0, 0, ho // 2, wo // 2, argmax, pooled)[0]
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def _conv2d_s1_input_grad(g, wf_flip, phases, uh, uw, dx, chunks, argmax):
     # per phase p: dx += conv(g_p, the folded kernel turned 180 degrees with its channel axes
     # swapped) with padding (kph - 1 - pt_p, kpw - 1 - pl_p), g_p = g[py::uh, px::uw]. Each phase has
     # planes of its own (their zero borders differ); all share the row width wd of dx's planes.
+    # With a non-empty argmax, g is the gradient of a 2x2 max pooling's output: each image's is
+    # unpooled first (see _unpooled)
     n, hs, ws, cin = dx.shape
     cout = g.shape[3]
     n_ph, wd, hd = phases.shape[0], 1, 1
@@ -540,26 +596,46 @@ def _conv2d_s1_input_grad(g, wf_flip, phases, uh, uw, dx, chunks):
     for t in prange(chunks):
         gs = np.zeros((n_ph, cout, hd * wd), dtype=g.dtype)
         zs = np.empty((cin, hs * wd), dtype=dx.dtype)
+        gb = np.empty((phases[0, 6] * uh, phases[0, 7] * uw, cout) if argmax.size else (0, 0, 0), g.dtype)
         for b in range(t * n // chunks, (t + 1) * n // chunks):
+            gi = _unpooled(g, argmax, b, gb)
             for r in range(n_ph):
                 py, px, pt_p, pl_p, kph, kpw = phases[r, :6]
-                _fill_planes(g[b, py::uh, px::uw], kph - 1 - pt_p, kpw - 1 - pl_p, wd, gs[r])
+                _fill_planes(gi[py::uh, px::uw], kph - 1 - pt_p, kpw - 1 - pl_p, wd, gs[r])
                 _conv_planes(gs[r], wf_flip[r, :kph, :kpw], zs, wd, hs * wd, 0, r > 0)
             _store_planes(zs, wd, dx[b], whole, 1, 1, zero_bias, 0, one)
     return dx
 
 
-def conv2d_s1_input_grad(g, w, pt, pl, dx, up=(1, 1)):
+def conv2d_s1_input_grad(g, w, pt, pl, dx, up=(1, 1), argmax=None):
     """dL/dx of :func:`conv2d_s1` (x -> out, with the same w, pt, pl, up) for the output gradient
     g (N, ho, wo, Cout); fills and returns dx (N, H, W, Cin), the shape of x (the small image with
     ``up``). The adjoint of a correlation is a correlation with the kernel turned 180 degrees and its
-    channel axes swapped, padded kh-1-pt above; with ``up``, the sum of that over the phases."""
-    phases, taps = upsampled_phases(*w.shape[:2], pt, pl, g.shape[1], g.shape[2], up)
+    channel axes swapped, padded kh-1-pt above; with ``up``, the sum of that over the phases.
+    ``argmax`` (N, ho/2, wo/2, Cout), from :func:`conv2d_s1_maxpool2x2`: g is then the gradient
+    of the pooled output (N, ho/2, wo/2, Cout), routed to the winners image by image."""
+    ho, wo = (g.shape[1], g.shape[2]) if argmax is None else (2 * g.shape[1], 2 * g.shape[2])
+    phases, taps = upsampled_phases(*w.shape[:2], pt, pl, ho, wo, up)
     folded = fold_kernel(w, phases, taps)
     flipped = np.zeros((*folded.shape[:3], folded.shape[4], folded.shape[3]), w.dtype)  # (P, kh, kw, Cout, Cin)
     for r, (kph, kpw) in enumerate(phases[:, 4:6]):  # each in its top-left corner, as fold_kernel leaves them
         flipped[r, :kph, :kpw] = folded[r, kph - 1::-1, kpw - 1::-1].transpose(0, 1, 3, 2)
-    return _conv2d_s1_input_grad(g, flipped, phases, *up, dx, _chunks(g.shape[0]))
+    return _conv2d_s1_input_grad(g, flipped, phases, *up, dx, _chunks(g.shape[0]), _no_argmax(argmax))
+
+
+def _no_argmax(argmax):
+    """argmax, or an empty array of its type for 'no pooling' (one compiled kernel for both)."""
+    return np.empty((0, 0, 0, 0), np.uint8) if argmax is None else argmax
+
+
+@numba.njit(cache=True, inline="always")
+def _unpooled(g, argmax, b, gb):
+    """Image b's output gradient: g[b], or with a non-empty argmax (g being the gradient of a 2x2
+    max pooling of the output) its 2x2 unpooling into gb (ho, wo, Cout)."""
+    if argmax.size == 0:
+        return g[b]
+    _unpool_2x2(g[b], argmax[b], g[b], False, gb, _code_shift(argmax.itemsize))
+    return gb
 
 
 def _phase_taps(k: int, pad: int, up: int) -> list[tuple[int, list[int]]]:
@@ -625,9 +701,18 @@ def conv2d_s1_ref(x, w, pt, pl, ho, wo, out, up=(1, 1), bias=None, act=0):
     return out
 
 
-def conv2d_s1_input_grad_ref(g, w, pt, pl, dx, up=(1, 1)):
+def _unpooled_ref(g, argmax):
+    """g itself, or (with argmax) max pooling's backward of it: the twins' side of ``_unpooled``."""
+    if argmax is None:
+        return g
+    n, hp, wp, _ = g.shape
+    return maxpool_backward_ref(g, argmax, 2 * hp, 2 * wp, 2, 2, 2, 2, 0, 0)
+
+
+def conv2d_s1_input_grad_ref(g, w, pt, pl, dx, up=(1, 1), argmax=None):
     """NumPy twin of :func:`conv2d_s1_input_grad`: col2im of G W^T on the upsampled image, then the
     upsampling's own backward pass (block sums)."""
+    g = _unpooled_ref(g, argmax)
     kh, kw, cin, cout = w.shape
     n, ho, wo, _ = g.shape
     h, w_ = dx.shape[1] * up[0], dx.shape[2] * up[1]
@@ -637,9 +722,10 @@ def conv2d_s1_input_grad_ref(g, w, pt, pl, dx, up=(1, 1)):
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _conv2d_s1_kernel_grad(x, g, phases, uh, uw, dwf, chunks):
+def _conv2d_s1_kernel_grad(x, g, phases, uh, uw, dwf, chunks, argmax):
     # per phase: dWf_p[t, u, c, o] = sum over (n, a, b) of x-plane[c][base_p + t*wp + u + a*wp + b]
-    # * g_p[n, a, b, o], with the x planes laid out as in the forward pass
+    # * g_p[n, a, b, o], with the x planes laid out as in the forward pass (g unpooled per image
+    # with a non-empty argmax, as in _conv2d_s1_input_grad)
     n, _, _, cin = x.shape
     cout = g.shape[3]
     n_ph = phases.shape[0]
@@ -650,11 +736,13 @@ def _conv2d_s1_kernel_grad(x, g, phases, uh, uw, dwf, chunks):
     for t in prange(chunks):  # each chunk of images sums into its own copy of dW: no races
         xs = np.zeros((cin, hp * wp), dtype=x.dtype)
         gs = np.zeros((n_ph, cout, hp * wp), dtype=g.dtype)  # junk columns stay zero: they add nothing
+        gb = np.empty((phases[0, 6] * uh, phases[0, 7] * uw, cout) if argmax.size else (0, 0, 0), g.dtype)
         for b in range(t * n // chunks, (t + 1) * n // chunks):
             _fill_planes(x[b], pt, pl, wp, xs)
+            gi = _unpooled(g, argmax, b, gb)
             for r in range(n_ph):
                 py, px, pt_p, pl_p, kph, kpw, nh, _ = phases[r]
-                _fill_planes(g[b, py::uh, px::uw], 0, 0, wp, gs[r])
+                _fill_planes(gi[py::uh, px::uw], 0, 0, wp, gs[r])
                 p, m, base = part[t, r], nh * wp, (pt - pt_p) * wp + pl - pl_p
                 for c in range(cin):
                     for di in range(kph):
@@ -686,19 +774,22 @@ def _conv2d_s1_kernel_grad(x, g, phases, uh, uw, dwf, chunks):
     return dwf
 
 
-def conv2d_s1_kernel_grad(x, g, pt, pl, dw, up=(1, 1)):
+def conv2d_s1_kernel_grad(x, g, pt, pl, dw, up=(1, 1), argmax=None):
     """dw[di, dj, c, o] = sum_{n, i, j} x[n, i - pt + di, j - pl + dj, c] * g[n, i, j, o]: the kernel
     gradient of :func:`conv2d_s1` for the output gradient g (N, ho, wo, Cout); fills ``dw``. With
     ``up``, x is taken upsampled by that factor, as in :func:`conv2d_s1`: each phase's folded-kernel
-    gradient is handed to every tap that was folded into it."""
-    phases, taps = upsampled_phases(*dw.shape[:2], pt, pl, g.shape[1], g.shape[2], up)
+    gradient is handed to every tap that was folded into it. ``argmax``: g is the gradient of the
+    pooled output, as in :func:`conv2d_s1_input_grad`."""
+    ho, wo = (g.shape[1], g.shape[2]) if argmax is None else (2 * g.shape[1], 2 * g.shape[2])
+    phases, taps = upsampled_phases(*dw.shape[:2], pt, pl, ho, wo, up)
     dwf = np.empty((len(phases), phases[:, 4].max(), phases[:, 5].max(), *dw.shape[2:]), dw.dtype)
-    _conv2d_s1_kernel_grad(x, g, phases, *up, dwf, _chunks(x.shape[0]))
+    _conv2d_s1_kernel_grad(x, g, phases, *up, dwf, _chunks(x.shape[0]), _no_argmax(argmax))
     return unfold_kernel_grad(dwf, taps, dw)
 
 
-def conv2d_s1_kernel_grad_ref(x, g, pt, pl, dw, up=(1, 1)):
+def conv2d_s1_kernel_grad_ref(x, g, pt, pl, dw, up=(1, 1), argmax=None):
     """NumPy twin of :func:`conv2d_s1_kernel_grad`: P^T G with P from im2col of the upsampled x."""
+    g = _unpooled_ref(g, argmax)
     kh, kw, cin, cout = dw.shape
     _, ho, wo, _ = g.shape
     x = upsample_forward_ref(x, *up)

@@ -167,13 +167,16 @@ class Model:
         return out
 
     def _forward_steps(self, training: bool, logits: bool, fuse: bool = True) -> list[tuple]:
-        """(layer, from_logits, upsampled_input) for every layer that runs, in order; kept for the
-        backward pass.
+        """(layer, from_logits, upsampled_input, pooled_by) for every layer that runs, in order;
+        kept for the backward pass.
 
         With ``fuse`` (the model's own methods; ``forward`` runs every layer as it is), an
         UpSampling2D followed by a Conv2D is left out when the Conv2D says so
         (``Conv2D.reads_upsampled``) and the convolution reads its input upsampled on the fly
-        (``upsampled_input``): the same result without the upsampled tensor or its gradient."""
+        (``upsampled_input``): the same result without the upsampled tensor or its gradient. A
+        MaxPooling2D after a Conv2D that can pool in its kernel (``Conv2D.pools_in_kernel``) is
+        left out too: the convolution returns the pooled output (``pooled_by``) and takes its
+        gradient, without the convolution's own output or its gradient."""
         layers, steps = self._layers, []
         for i, layer in enumerate(layers):
             before = layers[i - 1] if i > 0 else None
@@ -182,20 +185,25 @@ class Model:
                     layer.reads_upsampled(before.size, training):
                 steps.pop()
                 up = before.size
-            steps.append((layer, logits and i == len(layers) - 1, up))
+            if fuse and isinstance(layer, MaxPooling2D) and isinstance(before, Conv2D) and steps[-1][2] is None \
+                    and before.pools_in_kernel(layer, training):
+                steps[-1] = (before, False, None, layer)
+                continue
+            steps.append((layer, logits and i == len(layers) - 1, up, None))
         self._steps = steps
         return steps
 
     @staticmethod
-    def _layer_forward(x: np.ndarray, training: bool, layer: Layer, from_logits: bool, up) -> np.ndarray:
-        """One step of :meth:`_forward_steps` (``up``, if any, set on the layer for this call only)."""
-        if up is None:
+    def _layer_forward(x: np.ndarray, training: bool, layer: Layer, from_logits: bool, up, pool=None) -> np.ndarray:
+        """One step of :meth:`_forward_steps` (``up`` and ``pool``, if any, set on the layer for
+        this call only)."""
+        if up is None and pool is None:
             return layer.forward_logits(x, training) if from_logits else layer.forward(x, training)
-        layer.upsampled_input = up
+        layer.upsampled_input, layer.pooled_by = up, pool
         try:
             return Model._layer_forward(x, training, layer, from_logits, None)
         finally:
-            layer.upsampled_input = None
+            layer.upsampled_input = layer.pooled_by = None
 
     def compute_loss(self, x: np.ndarray, y: np.ndarray, training: bool = True) -> float:
         """Forward pass, then loss + every activity penalty (the training objective)."""
@@ -224,7 +232,7 @@ class Model:
         logits: one pass over the gradient instead of two."""
         steps, last, gets_dz = [], len(self._steps) - 1, False
         for i in range(last, -1, -1):
-            layer, from_logits, up = self._steps[i]
+            layer, from_logits, up, _ = self._steps[i]
             layer.needs_input_grad = i > 0
             below = self._steps[i - 1][0] if i > 0 else None
             through_relu = isinstance(layer, MaxPooling2D) and below is not None and \

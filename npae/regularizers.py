@@ -67,10 +67,13 @@ def l2(l2: float = 0.01) -> L2:
 
 
 def get(identifier) -> Regularizer | None:
-    """None, a Regularizer, or a saved config dict -> Regularizer."""
+    """None, a Regularizer, Keras's names "l1" / "l2" (factor 0.01, as Keras), or a saved config
+    dict -> Regularizer."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
+    if isinstance(identifier, str) and identifier.lower() in ("l1", "l2"):
+        return L1() if identifier.lower() == "l1" else L2()
     if isinstance(identifier, dict) and identifier.get("class_name") in ("L1", "L2"):
         cls = L1 if identifier["class_name"] == "L1" else L2
         return cls(**identifier["config"])
-    raise ValueError(f"unknown regularizer {identifier!r}: expected regularizers.l1(...) or l2(...)")
+    raise ValueError(f"unknown regularizer {identifier!r}: expected regularizers.l1(...) or l2(...), or 'l1' / 'l2'")

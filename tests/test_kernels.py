@@ -279,6 +279,42 @@ def test_direct_conv_adds_bias_and_activation_as_it_writes(dtype, act):
                                    **tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [0, 1, 2])
+def test_direct_conv_with_the_pooling_in_its_kernel(dtype, act):
+    # conv2d_s1_maxpool2x2 = maxpool_forward(act(conv2d_s1 + bias)), winners included; and the
+    # kernel and input gradients from the pooled output's gradient (argmax=) = those of its unpooling
+    rng = np.random.default_rng(11 + act)
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-12}
+    for (n, h, w, cin, cout, padding) in [(3, 6, 4, 1, 9, "same"), (2, 8, 8, 5, 4, "same"), (1, 6, 8, 3, 2, "valid")]:
+        ho, pt, _ = K.window_geometry(h, 3, 1, padding)
+        wo, pl, _ = K.window_geometry(w, 3, 1, padding)
+        x = rng.standard_normal((n, h, w, cin)).astype(dtype)
+        wt = rng.standard_normal((3, 3, cin, cout)).astype(dtype)
+        b = rng.standard_normal(cout).astype(dtype)
+        shape = (n, ho // 2, wo // 2, cout)
+        pooled, argmax = np.full(shape, np.nan, dtype), np.full(shape, 9, np.uint8)
+        assert K.conv2d_s1_maxpool2x2(x, wt, pt, pl, ho, wo, b, act, pooled, argmax) is pooled
+        z = K.conv2d_s1(x, wt, pt, pl, ho, wo, np.empty((n, ho, wo, cout), dtype), bias=b, act=act)
+        want, want_argmax = K.maxpool_forward_ref(z, 2, 2, 2, 2, 0, 0, ho // 2, wo // 2)
+        np.testing.assert_allclose(pooled, want, **tol)
+        np.testing.assert_array_equal(argmax, want_argmax)
+        twin, twin_argmax = np.empty_like(pooled), np.empty_like(argmax)
+        K.conv2d_s1_maxpool2x2_ref(x, wt, pt, pl, ho, wo, b, act, twin, twin_argmax)
+        np.testing.assert_allclose(twin, want, **tol)
+        np.testing.assert_array_equal(twin_argmax, want_argmax)
+        g = rng.standard_normal(shape).astype(dtype)
+        unpooled = K.maxpool_backward_ref(g, argmax, ho, wo, 2, 2, 2, 2, 0, 0)
+        dw = K.conv2d_s1_kernel_grad(x, g, pt, pl, np.empty_like(wt), argmax=argmax)
+        np.testing.assert_allclose(dw, K.conv2d_s1_kernel_grad(x, unpooled, pt, pl, np.empty_like(wt)), **tol)
+        np.testing.assert_allclose(dw, K.conv2d_s1_kernel_grad_ref(x, g, pt, pl, np.empty_like(wt), argmax=argmax),
+                                   **tol)
+        dx = K.conv2d_s1_input_grad(g, wt, pt, pl, np.full_like(x, np.nan), argmax=argmax)
+        np.testing.assert_allclose(dx, K.conv2d_s1_input_grad(unpooled, wt, pt, pl, np.empty_like(x)), **tol)
+        np.testing.assert_allclose(dx, K.conv2d_s1_input_grad_ref(g, wt, pt, pl, np.empty_like(x), argmax=argmax),
+                                   **tol)
+
+
 def test_window_geometry_rules():
     assert K.window_geometry(28, 3, 1, "same") == (28, 1, 1)
     assert K.window_geometry(16, 3, 1, "valid") == (14, 0, 0)

@@ -127,6 +127,50 @@ def test_conv2d_reading_an_upsampled_input_equals_upsampling_first(monkeypatch, 
     np.testing.assert_allclose(got[2], want[2], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "linear"])
+def test_conv2d_pooling_in_its_kernel_equals_pooling_after(activation, dtype):
+    # pooled_by: the convolution returns the MaxPooling2D's output and takes its gradient; the
+    # same numbers as the two layers one after the other (bias, kernel and input gradients)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((5, 8, 10, 2)).astype(dtype)
+    conv = Conv2D(3, 3, padding="same", activation=activation, dtype=dtype)  # direct: 6 channel pairs
+    conv.build(x.shape[1:], np.random.default_rng(0))
+    conv.params["bias"][:] = np.linspace(-0.5, 0.5, 3)
+    pool = MaxPooling2D(2, dtype=dtype)
+    pool.build(conv.output_shape)
+    assert conv.runs_direct(True) and conv.pools_in_kernel(pool, True)
+    g = rng.standard_normal((5, *pool.output_shape)).astype(dtype)
+    conv.needs_input_grad = True
+    want = [pool.forward(conv.forward(x, True)).copy(), pool._argmax.copy()]
+    want += [conv.backward(pool.backward(g)).copy(), conv.grads["kernel"].copy(), conv.grads["bias"].copy()]
+    conv.pooled_by = pool
+    got = [conv.forward(x, True).copy(), pool._argmax.copy()]  # the pool's state too (its kink_state)
+    got += [conv.backward(g.copy()).copy(), conv.grads["kernel"].copy(), conv.grads["bias"].copy()]
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, **tol)
+    conv.pooled_by = None  # and back to an ordinary layer
+    np.testing.assert_allclose(conv.forward(x, True), conv.forward(x, False), **tol)
+    assert conv.backward(rng.standard_normal((5, *conv.output_shape)).astype(dtype)).shape == x.shape
+
+
+def test_conv2d_pools_in_its_kernel_only_where_it_can():
+    def pair(cin=1, filters=4, size=8, pool_size=2, strides=None, padding="valid", **kw):
+        conv = Conv2D(filters, 3, padding="same", **kw)
+        conv.build((size, size, cin))
+        pool = MaxPooling2D(pool_size, strides=strides, padding=padding)
+        pool.build(conv.output_shape)
+        return conv, pool
+
+    assert pair()[0].pools_in_kernel(pair()[1], True)  # the tutorial's first layer
+    conv, pool = pair(padding="same")
+    assert conv.pools_in_kernel(pool, True)  # an even output: 'same' is 'valid'
+    for conv, pool in [pair(size=7), pair(pool_size=3), pair(strides=1), pair(activity_regularizer="l1"),
+                       pair(cin=32, filters=32), pair(strides=(2, 1))]:
+        assert not conv.pools_in_kernel(pool, True), (conv, pool)  # odd size, window, stride, penalty, im2col
+
+
 def test_conv2d_backward_follows_the_inference_forward():
     # 8 -> 8 trains through im2col but infers directly; a backward after forward(training=False)
     # must still be the gradient of what that forward computed

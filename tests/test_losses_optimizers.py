@@ -53,6 +53,14 @@ def test_l1_penalty_value_and_gradient():
     np.testing.assert_allclose(reg.gradient(h), 0.1 / 2 * np.sign(h))
 
 
+def test_regularizers_by_keras_name():
+    # Keras takes activity_regularizer="l1" (or "l2"), with its default factor 0.01
+    assert isinstance(regularizers.get("l1"), regularizers.L1) and regularizers.get("L1").l1 == 0.01
+    assert isinstance(regularizers.get("l2"), regularizers.L2) and regularizers.get("l2").l2 == 0.01
+    with pytest.raises(ValueError, match="unknown regularizer 'l3'"):
+        regularizers.get("l3")
+
+
 def test_adam_golden_value_from_keras():
     p = {"w": np.array([1.0, 2.0, 3.0, 4.0], np.float32)}
     optimizers.Adam(learning_rate=0.5).step(p, {"w": np.array([1.0, 6.0, 7.0, 2.0], np.float32)})

@@ -148,7 +148,9 @@ def test_backward_shares_two_gradient_arrays_and_keeps_them():
     ae.compute_gradients(x, x)
     grads = [g.copy() for g in ae.gradients().values()]
     arrays = list(ae._gradient_arrays.arrays)
-    assert sum(a.size for a in arrays) == 3 * (28 * 28 * 16 + 14 * 14 * 16)  # the largest two, in turn
+    # the largest two, in turn: the input gradients of the 16 -> 8 and 16 -> 1 convolutions; the first
+    # and second convolutions pool in their kernels, so the 28x28x16 gradients are never formed
+    assert sum(a.size for a in arrays) == 3 * (14 * 14 * 16 + 14 * 14 * 16)
     ae.compute_gradients(x, x)  # the same picks: no new arrays, and the same gradients
     assert [id(a) for a in ae._gradient_arrays.arrays] == [id(a) for a in arrays]
     for a, b in zip(grads, ae.gradients().values()):
@@ -190,19 +192,25 @@ def test_predict_fills_its_result_whatever_the_last_layer(last):
 
 
 @pytest.mark.parametrize("name", ["convolutional", "denoising"])
-def test_upsampling_read_by_the_next_conv_gives_the_layer_by_layer_numbers(name):
+def test_fused_steps_give_the_layer_by_layer_numbers(name):
     # inside compute_gradients/predict an UpSampling2D before a Conv2D is (mostly) not run on its
-    # own; the public forward and a hand-written backward through every layer must agree with it
+    # own, nor a MaxPooling2D after a direct Conv2D; the public forward and a hand-written
+    # backward through every layer must agree with them
     ae = autoencoders.BUILDERS[name](seed=0)[0].astype(np.float64)
     x = np.random.default_rng(6).random((3, 28, 28, 1))
     value = ae.compute_gradients(x, x)
     fused = {k: g.copy() for k, g in ae.gradients().items()}
-    ran = [layer for layer, _, _ in ae._steps]
-    assert all(not getattr(layer, "upsampled_input", None) for layer in ae.layers)  # only during its call
-    skipped = [layer for layer in ae.layers[1:] if layer not in ran]
-    assert skipped and all(type(layer).__name__ == "UpSampling2D" for layer in skipped)
+    ran = [layer for layer, *_ in ae._steps]
+    for layer in ae.layers:  # set only during its call
+        assert not getattr(layer, "upsampled_input", None) and not getattr(layer, "pooled_by", None)
+    layers = ae.layers
+    skipped = [i for i in range(1, len(layers)) if layers[i] not in ran]
+    pools = [i for i in skipped if type(layers[i]).__name__ == "MaxPooling2D"]
+    assert len(pools) == (2 if name == "convolutional" else 1)  # the ones after the direct convolutions
+    assert all(layers[i - 1].runs_direct(True) for i in pools)
+    assert all(type(layers[i]).__name__ in ("MaxPooling2D", "UpSampling2D") for i in skipped)
     np.testing.assert_allclose(ae.predict(x, batch_size=2), ae.forward(x), rtol=1e-12, atol=1e-12)
-    out = ae.forward(x, training=True)  # every layer, upsampling included
+    out = ae.forward(x, training=True)  # every layer, upsampling and pooling included
     assert all(not getattr(layer, "upsampled_input", None) for layer in ae.layers)
     assert np.isclose(ae.loss.forward(out, x), value, rtol=1e-12)
     grad = ae.loss.backward()
