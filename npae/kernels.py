@@ -582,7 +582,7 @@ def _conv2d_s1_input_grad(g, wf_flip, phases, uh, uw, dx, chunks, argmax):
     # swapped) with padding (kph - 1 - pt_p, kpw - 1 - pl_p), g_p = g[py::uh, px::uw]. Each phase has
     # planes of its own (their zero borders differ); all share the row width wd of dx's planes.
     # With a non-empty argmax, g is the gradient of a 2x2 max pooling's output: each image's is
-    # unpooled first (see _unpooled)
+    # unpooled as its planes are filled (see _fill_grad_planes)
     n, hs, ws, cin = dx.shape
     cout = g.shape[3]
     n_ph, wd, hd = phases.shape[0], 1, 1
@@ -596,12 +596,10 @@ def _conv2d_s1_input_grad(g, wf_flip, phases, uh, uw, dx, chunks, argmax):
     for t in prange(chunks):
         gs = np.zeros((n_ph, cout, hd * wd), dtype=g.dtype)
         zs = np.empty((cin, hs * wd), dtype=dx.dtype)
-        gb = np.empty((phases[0, 6] * uh, phases[0, 7] * uw, cout) if argmax.size else (0, 0, 0), g.dtype)
         for b in range(t * n // chunks, (t + 1) * n // chunks):
-            gi = _unpooled(g, argmax, b, gb)
             for r in range(n_ph):
                 py, px, pt_p, pl_p, kph, kpw = phases[r, :6]
-                _fill_planes(gi[py::uh, px::uw], kph - 1 - pt_p, kpw - 1 - pl_p, wd, gs[r])
+                _fill_grad_planes(g, argmax, b, py, px, uh, uw, kph - 1 - pt_p, kpw - 1 - pl_p, wd, gs[r])
                 _conv_planes(gs[r], wf_flip[r, :kph, :kpw], zs, wd, hs * wd, 0, r > 0)
             _store_planes(zs, wd, dx[b], whole, 1, 1, zero_bias, 0, one)
     return dx
@@ -629,13 +627,23 @@ def _no_argmax(argmax):
 
 
 @numba.njit(cache=True, inline="always")
-def _unpooled(g, argmax, b, gb):
-    """Image b's output gradient: g[b], or with a non-empty argmax (g being the gradient of a 2x2
-    max pooling of the output) its 2x2 unpooling into gb (ho, wo, Cout)."""
+def _fill_grad_planes(g, argmax, b, py, px, uh, uw, top, left, wp, planes):
+    """:func:`_fill_planes` of image b's output gradient, phase (py, px): g[b, py::uh, px::uw]; or,
+    with a non-empty argmax (g the gradient of a 2x2 max pooling of the output, no phases), its
+    unpooling, written straight into the planes: each pooled gradient to its window's winner, 0
+    to the other three."""
     if argmax.size == 0:
-        return g[b]
-    _unpool_2x2(g[b], argmax[b], g[b], False, gb, _code_shift(argmax.itemsize))
-    return gb
+        _fill_planes(g[b, py::uh, px::uw], top, left, wp, planes)
+        return
+    gp, ap = g[b], argmax[b]
+    hp, c, s = planes.shape[1] // wp, gp.shape[2], _code_shift(argmax.itemsize)
+    zero = planes.dtype.type(0)
+    for y in range(min(2 * gp.shape[0], hp - top)):
+        for xx in range(min(2 * gp.shape[1], wp - left)):
+            q, gv, av = (y + top) * wp + xx + left, gp[y >> 1, xx >> 1], ap[y >> 1, xx >> 1]
+            code = argmax.dtype.type((y & 1) << s | (xx & 1))
+            for ch in range(c):
+                planes[ch, q] = gv[ch] if av[ch] == code else zero
 
 
 def _phase_taps(k: int, pad: int, up: int) -> list[tuple[int, list[int]]]:
@@ -702,7 +710,8 @@ def conv2d_s1_ref(x, w, pt, pl, ho, wo, out, up=(1, 1), bias=None, act=0):
 
 
 def _unpooled_ref(g, argmax):
-    """g itself, or (with argmax) max pooling's backward of it: the twins' side of ``_unpooled``."""
+    """g itself, or (with argmax) max pooling's backward of it: the twins' side of
+    ``_fill_grad_planes``."""
     if argmax is None:
         return g
     n, hp, wp, _ = g.shape
@@ -736,13 +745,11 @@ def _conv2d_s1_kernel_grad(x, g, phases, uh, uw, dwf, chunks, argmax):
     for t in prange(chunks):  # each chunk of images sums into its own copy of dW: no races
         xs = np.zeros((cin, hp * wp), dtype=x.dtype)
         gs = np.zeros((n_ph, cout, hp * wp), dtype=g.dtype)  # junk columns stay zero: they add nothing
-        gb = np.empty((phases[0, 6] * uh, phases[0, 7] * uw, cout) if argmax.size else (0, 0, 0), g.dtype)
         for b in range(t * n // chunks, (t + 1) * n // chunks):
             _fill_planes(x[b], pt, pl, wp, xs)
-            gi = _unpooled(g, argmax, b, gb)
             for r in range(n_ph):
                 py, px, pt_p, pl_p, kph, kpw, nh, _ = phases[r]
-                _fill_planes(gi[py::uh, px::uw], 0, 0, wp, gs[r])
+                _fill_grad_planes(g, argmax, b, py, px, uh, uw, 0, 0, wp, gs[r])
                 p, m, base = part[t, r], nh * wp, (pt - pt_p) * wp + pl - pl_p
                 for c in range(cin):
                     for di in range(kph):
