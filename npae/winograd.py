@@ -119,10 +119,12 @@ def _input_tiles(x, b, pt, pl, uh, uw, th, tw, v, t0, d):
 
 
 @numba.njit(cache=True)
-def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb):
+def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb, argmax):
     """out[b] <- act(A^T M A + bias) from m[:, t0 + tile, :] (16, T, Cout), the parts inside the
-    image; yb (4, Cout) scratch."""
+    image; yb (4, Cout) scratch. With a non-empty argmax, out[b] and argmax[b] (th, tw, Cout) are
+    instead the 2x2 max pooling of that: a tile's outputs are one window (as kernels._max_of_2x2)."""
     ho, wo, cout = out.shape[1], out.shape[2], out.shape[3]
+    s = kernels._code_shift(argmax.itemsize)
     for ty in range(th):
         for tx in range(tw):
             t = t0 + ty * tw + tx
@@ -137,6 +139,20 @@ def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb):
                 s13 = m[7, t, c] - m[11, t, c] - m[15, t, c]
                 yb[0, c], yb[1, c] = s00 + s01 + s02 + bias[c], s01 - s02 - s03 + bias[c]
                 yb[2, c], yb[3, c] = s10 + s11 + s12 + bias[c], s11 - s12 - s13 + bias[c]
+            if argmax.size:
+                o, a = out[b, ty, tx], argmax[b, ty, tx]
+                for c in range(cout):
+                    v, k = activate(yb[0, c], act, one), 0
+                    v1, v2 = activate(yb[1, c], act, one), activate(yb[2, c], act, one)
+                    v3 = activate(yb[3, c], act, one)
+                    if v1 > v:
+                        v, k = v1, 1
+                    if v2 > v:
+                        v, k = v2, 1 << s
+                    if v3 > v:
+                        v, k = v3, (1 << s) | 1
+                    o[c], a[c] = v, k
+                continue
             for k in range(4):  # the activation in loops of its own, which vectorize
                 y, xx = 2 * ty + k // 2, 2 * tx + k % 2
                 if y < ho and xx < wo:
@@ -145,17 +161,22 @@ def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb):
 
 
 @numba.njit(cache=True, inline="always")
-def _output_grad_tiles(g, b, th, tw, dm, t0, yb):
+def _output_grad_tiles(g, b, th, tw, dm, t0, yb, argmax):
     """dM = A dY A^T from g[b] = dL/dz (Ho, Wo, Cout) into dm[:, t0 + tile, :], dY zero outside
-    the image; yb (4, Cout) scratch."""
+    the image; yb (4, Cout) scratch. With a non-empty argmax, g[b] (th, tw, Cout) is the gradient of
+    the output's 2x2 max pooling (see _output_tiles): dY is each window's to its winner."""
     ho, wo, cout = g.shape[1], g.shape[2], g.shape[3]
-    zero = g.dtype.type(0)
+    zero, s = g.dtype.type(0), kernels._code_shift(argmax.itemsize)
     for ty in range(th):
         for tx in range(tw):
             t = t0 + ty * tw + tx
             for k in range(4):  # the block's dY, zero where it sticks out of the image
                 y, xx = 2 * ty + k // 2, 2 * tx + k % 2
-                if y < ho and xx < wo:
+                if argmax.size:
+                    code, gp, a = argmax.dtype.type((k // 2) << s | (k % 2)), g[b, ty, tx], argmax[b, ty, tx]
+                    for c in range(cout):
+                        yb[k, c] = gp[c] if a[c] == code else zero
+                elif y < ho and xx < wo:
                     for c in range(cout):
                         yb[k, c] = g[b, y, xx, c]
                 else:
@@ -320,6 +341,15 @@ def _input_grad_tiles9(dv, t0, dx, b, pt, pl, th, tw, e):
 # ---------------------------------------------------------------------------- the kernels
 
 @numba.njit(cache=True, inline="always")
+def _tiles_of_output(out, argmax):
+    """Tile rows and columns for an output (or its gradient) out (N, Ho, Wo, C); with a non-empty
+    argmax out is the 2x2 max pooling of that output, a pixel per tile."""
+    if argmax.size:
+        return out.shape[1], out.shape[2]
+    return (out.shape[1] + 1) // 2, (out.shape[2] + 1) // 2
+
+
+@numba.njit(cache=True, inline="always")
 def _group_arrays(scratch, t, group, th, tw, cin, cout):
     """Thread t's scratch as d (16, max(Cin, Cout)) for one tile, and V (16, R, Cin) and M (16, R,
     Cout) for a group's R - 1 tiles and one spare row, so that the 16 slabs do not start at
@@ -333,9 +363,9 @@ def _group_arrays(scratch, t, group, th, tw, cin, cout):
 
 
 @numba.njit(cache=True, parallel=True)
-def _forward(gemm, ints, x, u, slabs, pt, pl, uh, uw, bias, act, out, scratch, group):
+def _forward(gemm, ints, x, u, slabs, pt, pl, uh, uw, bias, act, out, scratch, group, argmax):
     n, cin, cout, threads = x.shape[0], x.shape[3], out.shape[3], scratch.shape[0]
-    th, tw = (out.shape[1] + 1) // 2, (out.shape[2] + 1) // 2
+    th, tw = _tiles_of_output(out, argmax)
     one, nine = x.dtype.type(1), len(slabs) == 9  # nine: up = (2, 2), odd padding (slabs_of)
     groups = (n + group - 1) // group
     for t in prange(threads):
@@ -357,13 +387,13 @@ def _forward(gemm, ints, x, u, slabs, pt, pl, uh, uw, bias, act, out, scratch, g
                 if nine:
                     _output_tiles9(m, (b - s) * th * tw, out, b, th, tw, bias, act, one, d)
                 else:
-                    _output_tiles(m, (b - s) * th * tw, out, b, th, tw, bias, act, one, d)
+                    _output_tiles(m, (b - s) * th * tw, out, b, th, tw, bias, act, one, d, argmax)
 
 
 @numba.njit(cache=True, parallel=True)
-def _backward(gemm, ints, x, g, u_t, slabs, pt, pl, uh, uw, du, dx, scratch, group, with_dx):
+def _backward(gemm, ints, x, g, u_t, slabs, pt, pl, uh, uw, du, dx, scratch, group, with_dx, argmax):
     n, cin, cout, threads = x.shape[0], x.shape[3], g.shape[3], scratch.shape[0]
-    th, tw = (g.shape[1] + 1) // 2, (g.shape[2] + 1) // 2
+    th, tw = _tiles_of_output(g, argmax)
     one, nine = x.dtype.type(1), len(slabs) == 9
     groups = (n + group - 1) // group
     for t in prange(threads):
@@ -378,7 +408,7 @@ def _backward(gemm, ints, x, g, u_t, slabs, pt, pl, uh, uw, du, dx, scratch, gro
                     _output_grad_tiles9(g, b, th, tw, dm, (b - s) * th * tw, d)
                 else:
                     _input_tiles(x, b, pt, pl, uh, uw, th, tw, v, (b - s) * th * tw, d)
-                    _output_grad_tiles(g, b, th, tw, dm, (b - s) * th * tw, d)
+                    _output_grad_tiles(g, b, th, tw, dm, (b - s) * th * tw, d, argmax)
             for k in range(len(slabs)):
                 xi = slabs[k]
                 # dU[xi] += V[xi]^T @ dM[xi]   (Cin, Cout), summed over the tiles
@@ -416,36 +446,49 @@ def _scratch(n, th, tw, cin, cout, itemsize, extra, scratch_of):
     return group, flat[:threads * per_thread].reshape(threads, per_thread), flat[threads * per_thread:]
 
 
-def forward(x, kernel, pt, pl, bias, act, out, scratch_of, up=(1, 1)) -> np.ndarray | None:
+def _pooling(argmax, up):
+    """argmax, or an empty array of its type for 'no pooling' (one compiled kernel for both)."""
+    if argmax is None:
+        return np.empty((0, 0, 0, 0), np.uint8)
+    if up != (1, 1):
+        raise ValueError(f"winograd: pooling the output of an upsampled input is not supported, got up={up}")
+    return argmax
+
+
+def forward(x, kernel, pt, pl, bias, act, out, scratch_of, up=(1, 1), argmax=None) -> np.ndarray | None:
     """out (N, Ho, Wo, Cout) <- act(conv(x, kernel) + bias) for a 3x3 kernel at stride 1, or None
     where it cannot run (no OpenBLAS found). x (N, H, W, Cin) C-contiguous, kernel (3, 3, Cin,
     Cout), (pt, pl) the padding on top and left (Ho, Wo from out's shape, the rest zero-padded),
     bias (Cout,), act an activation code, ``scratch_of(size)`` a flat array of x's dtype. ``up``
     = (uh, uw): convolve x upsampled by that much (nearest neighbour, as UpSampling2D) without
-    forming it; pt, pl, Ho, Wo then refer to the upsampled image."""
+    forming it; pt, pl, Ho, Wo then refer to the upsampled image. ``argmax`` (N, Ho/2, Wo/2,
+    Cout) of ``kernels.argmax_dtype(2, 2)``: out (the same shape) and argmax <- the 2x2 max
+    pooling of that output (as kernels.maxpool_forward; Ho, Wo even, a monotone act), each tile
+    pooled as it is written."""
     openblas = blas.find()
     if openblas is None:
         return None
     n, _, _, cin = x.shape
-    th, tw = tiles(*out.shape[1:3])
+    th, tw = out.shape[1:3] if argmax is not None else tiles(*out.shape[1:3])
     cout = kernel.shape[3]
     group, scratch, _ = _scratch(n, th, tw, cin, cout, x.itemsize, 0, scratch_of)
     with openblas.single_threaded():
         _forward(openblas.gemm(x.dtype), np.empty(0, openblas.int_dtype), x, transform_kernel(kernel),
-                 slabs_of(pt, pl, up), pt, pl, *up, bias, act, out, scratch, group)
+                 slabs_of(pt, pl, up), pt, pl, *up, bias, act, out, scratch, group, _pooling(argmax, up))
     return out
 
 
-def backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch_of, up=(1, 1)) -> np.ndarray | None:
+def backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch_of, up=(1, 1), argmax=None) -> np.ndarray | None:
     """The backward pass of :func:`forward`'s convolution, or None where it cannot run (then
     nothing is written): ``kernel_grad`` (3, 3, Cin, Cout) <- dL/dkernel and, unless dx is None,
     dx (N, H, W, Cin) <- dL/dx, from x (N, H, W, Cin) and g = dL/dz (N, Ho, Wo, Cout) (after
-    the activation's derivative; the bias gradient is the caller's); ``up`` as in forward."""
+    the activation's derivative; the bias gradient is the caller's); ``up`` as in forward. With
+    ``argmax`` (from forward), g (N, Ho/2, Wo/2, Cout) is the gradient at the pooled winners."""
     openblas = blas.find()
     if openblas is None:
         return None
     n, _, _, cin = x.shape
-    th, tw = tiles(*g.shape[1:3])
+    th, tw = g.shape[1:3] if argmax is not None else tiles(*g.shape[1:3])
     cout = kernel.shape[3]
     group, scratch, rest = _scratch(n, th, tw, cin, cout, x.itemsize, numba.get_num_threads() * 16 * cin * cout,
                                     scratch_of)  # and after it, each thread's dU
@@ -453,7 +496,8 @@ def backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch_of, up=(1, 1)) -> np
     u_t = np.ascontiguousarray(transform_kernel(kernel).transpose(0, 2, 1))  # (16, Cout, Cin)
     with openblas.single_threaded():
         _backward(openblas.gemm(x.dtype), np.empty(0, openblas.int_dtype), x, g, u_t, slabs_of(pt, pl, up),
-                  pt, pl, *up, du, dx if dx is not None else x[:0], scratch, group, dx is not None)
+                  pt, pl, *up, du, dx if dx is not None else x[:0], scratch, group, dx is not None,
+                  _pooling(argmax, up))
     kernel_grad_of(du.sum(axis=0), kernel_grad)
     return kernel_grad
 

@@ -130,9 +130,10 @@ def test_compute_gradients_leaves_the_loss_gradient_and_a_second_backward_works(
     x = np.random.default_rng(1).random((5, 784), dtype=np.float32)
     ae.compute_gradients(x, x)
     np.testing.assert_allclose(ae.loss.backward(), 2 * (ae.forward(x) - x) / x.size, rtol=1e-5, atol=1e-9)
-    conv = autoencoders.BUILDERS["denoising"](seed=0)[0]
+    conv = autoencoders.BUILDERS["convolutional"](seed=0)[0]
     xc = np.random.default_rng(2).random((3, 28, 28, 1), dtype=np.float32)
-    layer = next(lyr for lyr in conv.layers if isinstance(lyr, Conv2D) and not lyr.direct_mode)
+    layer = next(lyr for lyr in conv.layers if isinstance(lyr, Conv2D) and not lyr.direct_mode
+                 and not lyr.winograd_mode)  # the 7x7 8 -> 8 one trains through im2col
     layer.patch_block_bytes = 1  # one image per block: the patch buffer ends up holding dP
     conv.compute_gradients(xc, xc)
     g = np.random.default_rng(3).random((3, *layer.output_shape), dtype=np.float32)
@@ -206,8 +207,8 @@ def test_fused_steps_give_the_layer_by_layer_numbers(name):
     layers = ae.layers
     skipped = [i for i in range(1, len(layers)) if layers[i] not in ran]
     pools = [i for i in skipped if type(layers[i]).__name__ == "MaxPooling2D"]
-    assert len(pools) == (2 if name == "convolutional" else 1)  # the ones after the direct convolutions
-    assert all(layers[i - 1].runs_direct(True) for i in pools)
+    assert len(pools) == 2  # the ones after the direct (and the denoiser's Winograd) convolutions
+    assert all(layers[i - 1].runs_direct(True) or layers[i - 1].winograd_mode for i in pools)
     assert all(type(layers[i]).__name__ in ("MaxPooling2D", "UpSampling2D") for i in skipped)
     np.testing.assert_allclose(ae.predict(x, batch_size=2), ae.forward(x), rtol=1e-12, atol=1e-12)
     out = ae.forward(x, training=True)  # every layer, upsampling and pooling included

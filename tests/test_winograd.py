@@ -143,3 +143,30 @@ def test_layer_gives_the_numpy_paths_numbers(monkeypatch, padding, up, dtype):
     for result in got:
         for a, b in zip(result, want):
             assert_close(a, b)
+
+
+@needs_openblas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", [0, 1, 2])
+def test_kernels_pool_each_tile(act, dtype):
+    # argmax=: the output's 2x2 max pooling (a tile is a window), as kernels.maxpool_forward gives
+    # it; the backward pass from the pooled gradient = from its unpooling
+    x, kernel, _, (pt, pl, ho, wo), _ = problem((3, 6, 8, 5, 7, "same", (1, 1)), dtype, seed=2)
+    bias = np.linspace(-1, 1, 7).astype(dtype)
+    scratch = lambda size: np.full(size, np.nan, dtype)  # noqa: E731
+    plain = winograd.forward(x, kernel, pt, pl, bias, act, np.empty((3, ho, wo, 7), dtype), scratch)
+    want, want_argmax = kernels.maxpool_forward_ref(plain, 2, 2, 2, 2, 0, 0, ho // 2, wo // 2)
+    pooled, argmax = np.full(want.shape, np.nan, dtype), np.full(want.shape, 9, np.uint8)
+    assert winograd.forward(x, kernel, pt, pl, bias, act, pooled, scratch, argmax=argmax) is pooled
+    np.testing.assert_array_equal(pooled, want)
+    np.testing.assert_array_equal(argmax, want_argmax)
+    g = np.random.default_rng(3).standard_normal(want.shape).astype(dtype)
+    unpooled = kernels.maxpool_backward_ref(g, argmax, ho, wo, 2, 2, 2, 2, 0, 0)
+    want_kernel_grad, want_dx = np.empty_like(kernel), np.empty_like(x)
+    winograd.backward(x, unpooled, kernel, pt, pl, want_kernel_grad, want_dx, scratch)
+    kernel_grad, dx = np.full_like(kernel, np.nan), np.full_like(x, np.nan)
+    winograd.backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch, argmax=argmax)
+    assert_close(kernel_grad, want_kernel_grad)
+    assert_close(dx, want_dx)
+    with pytest.raises(ValueError, match="upsampled input is not supported"):
+        winograd.forward(x, kernel, pt, pl, bias, act, pooled, scratch, up=(2, 2), argmax=argmax)
