@@ -165,23 +165,14 @@ class Conv2D(Layer):
         if pool is None:
             return super().forward(x, training)
         x = self._check_input(x)
-        ho, wo, pt, pl = self._geom
-        shape = (x.shape[0], ho // 2, wo // 2, self.filters)
-        argmax = pool.workspace("argmax", shape, kernels.argmax_dtype(2, 2))
-        out = self.result_buffer("out", shape, x.dtype)
-        if self.runs_direct(training):
-            kernels.conv2d_s1_maxpool2x2(x, self.params["kernel"], pt, pl, ho, wo, self._bias(),
-                                         self.activation.code, out, argmax)
-            self._path = "direct"
-        else:
-            x = np.ascontiguousarray(x)
-            winograd.forward(x, self.params["kernel"], pt, pl, self._bias(), self.activation.code, out,
-                             lambda size: self.take_scratch((size,), x.dtype), argmax=argmax)
-            self._path = "winograd"
-        pool._argmax, pool._out = argmax, out  # as if it had run (for its kink_state)
-        self._up, self._x, self._pool_argmax = (1, 1), x, argmax  # for the backward pass
-        self._out2, self._out = out.reshape(-1, self.filters), out  # act'(z) at the winners follows from these
-        return out
+        ho, wo = self._geom[:2]
+        argmax = pool.workspace("argmax", (x.shape[0], ho // 2, wo // 2, self.filters), kernels.argmax_dtype(2, 2))
+        act = self.activation.code
+        self._out2 = self._forward_direct(x, self._bias(), act, argmax) if self.runs_direct(training) \
+            else self._forward_winograd(x, act, argmax)
+        self._out, self._pool_argmax = self._out2.reshape(argmax.shape), argmax  # act'(z) at the winners follows
+        pool._argmax, pool._out = argmax, self._out  # as if it had run (for its kink_state)
+        return self._out
 
     def runs_direct(self, training: bool) -> bool:
         """Whether a forward pass with this ``training`` flag takes the direct kernel."""
@@ -227,9 +218,10 @@ class Conv2D(Layer):
         if self.winograd_mode:
             return self._forward_winograd(x, act)
         # im2col, GEMM, bias and act per group of images (conv_gemm): without training, and in
-        # training where even inference takes im2col (more than 128 channel pairs: the denoiser's
-        # 32 -> 32 layers, forward 6.1 -> 5.2 and 3.5 -> 2.7 ms); on the few channels that train
-        # through im2col but infer directly it measured no faster than NumPy's blocks
+        # training where even inference takes im2col (more than 128 channel pairs, not 3x3 at
+        # stride 1: on the denoiser's 32 -> 32 layers, before Winograd, forward 6.1 -> 5.2 and
+        # 3.5 -> 2.7 ms); on the few channels that train through im2col but infer directly it
+        # measured no faster than NumPy's blocks
         z = None if training and self.direct_inference_mode else self._forward_gemm(x, act)
         return super().forward_linear_bias_act(x, training, act) if z is None else z
 
@@ -255,23 +247,28 @@ class Conv2D(Layer):
         self._path, self._up, self._x, self._patches = "im2col", up, x, None  # backward rebuilds patches
         return z.reshape(-1, self.filters)
 
-    def _forward_winograd(self, x, act):
-        """act(conv(x) + bias) as (N*Ho*Wo, Cout) by ``winograd.forward``."""
+    def _forward_winograd(self, x, act, argmax=None):
+        """act(conv(x) + bias) as (N*Ho*Wo, Cout) by ``winograd.forward``; with ``argmax`` (N, Ho/2,
+        Wo/2, Cout), its 2x2 max pooling (N*Ho/2*Wo/2, Cout) (see ``pools_in_kernel``)."""
         ho, wo, pt, pl = self._geom
         up = self.upsampled_input or (1, 1)
         x = np.ascontiguousarray(x)
-        z = self.result_buffer("out", (x.shape[0], ho, wo, self.filters), x.dtype)
+        z = self.result_buffer("out", (x.shape[0], ho, wo, self.filters) if argmax is None else argmax.shape, x.dtype)
         winograd.forward(x, self.params["kernel"], pt, pl, self._bias(), act, z,
-                         lambda size: self.take_scratch((size,), x.dtype), up)
+                         lambda size: self.take_scratch((size,), x.dtype), up, argmax)
         self._path, self._up, self._x = "winograd", up, x  # for the backward pass
         return z.reshape(-1, self.filters)
 
-    def _forward_direct(self, x, bias, act):
+    def _forward_direct(self, x, bias, act, argmax=None):
+        """act(conv(x) + bias) by ``kernels.conv2d_s1``, or pooled as in :meth:`_forward_winograd`."""
         ho, wo, pt, pl = self._geom
         self._path, self._up = "direct", self.upsampled_input or (1, 1)  # for the backward pass
         self._x = x  # (N, H, W, Cin), or (N, H/uh, W/uw, Cin) when upsampled on the fly
-        z = self.result_buffer("out", (x.shape[0], ho, wo, self.filters), x.dtype)
-        kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z, up=self._up, bias=bias, act=act)
+        z = self.result_buffer("out", (x.shape[0], ho, wo, self.filters) if argmax is None else argmax.shape, x.dtype)
+        if argmax is None:
+            kernels.conv2d_s1(x, self.params["kernel"], pt, pl, ho, wo, z, up=self._up, bias=bias, act=act)
+        else:
+            kernels.conv2d_s1_maxpool2x2(x, self.params["kernel"], pt, pl, ho, wo, bias, act, z, argmax)
         return z.reshape(-1, self.filters)
 
     def forward_linear(self, x, training):
