@@ -139,49 +139,48 @@ def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb, argmax):
                 s13 = m[7, t, c] - m[11, t, c] - m[15, t, c]
                 yb[0, c], yb[1, c] = s00 + s01 + s02 + bias[c], s01 - s02 - s03 + bias[c]
                 yb[2, c], yb[3, c] = s10 + s11 + s12 + bias[c], s11 - s12 - s13 + bias[c]
+            for k in range(4):  # the activation in a loop of its own, which vectorizes (and one call
+                for c in range(cout):  # of activate: several made Numba 0.68 warn when compiling)
+                    yb[k, c] = activate(yb[k, c], act, one)
             if argmax.size:
-                o, a = out[b, ty, tx], argmax[b, ty, tx]
-                for c in range(cout):
-                    v, k = activate(yb[0, c], act, one), 0
-                    v1, v2 = activate(yb[1, c], act, one), activate(yb[2, c], act, one)
-                    v3 = activate(yb[3, c], act, one)
-                    if v1 > v:
-                        v, k = v1, 1
-                    if v2 > v:
-                        v, k = v2, 1 << s
-                    if v3 > v:
-                        v, k = v3, (1 << s) | 1
-                    o[c], a[c] = v, k
+                kernels._max_of_2x2(yb[:4].reshape(2, 2, -1), 0, 0, out[b, ty, tx], argmax[b, ty, tx], s)
                 continue
-            for k in range(4):  # the activation in loops of its own, which vectorize
+            for k in range(4):
                 y, xx = 2 * ty + k // 2, 2 * tx + k % 2
                 if y < ho and xx < wo:
-                    for c in range(cout):
-                        out[b, y, xx, c] = activate(yb[k, c], act, one)
+                    out[b, y, xx, :] = yb[k, :cout]
+
+
+@numba.njit(cache=True, inline="always")
+def _block_grad(g, b, ty, tx, yb, argmax):
+    """yb (4, Cout) <- dY of image b's output block (ty, tx), row by row, from g[b] = dL/dz (Ho,
+    Wo, Cout), zero where the block sticks out of the image; or, with a non-empty argmax, from g[b]
+    (th, tw, Cout), the gradient of the output's 2x2 max pooling: each window's to its winner."""
+    ho, wo, cout = g.shape[1], g.shape[2], g.shape[3]
+    zero, s = g.dtype.type(0), kernels._code_shift(argmax.itemsize)
+    for k in range(4):
+        y, xx = 2 * ty + k // 2, 2 * tx + k % 2
+        if argmax.size:
+            code, gp, a = argmax.dtype.type((k // 2) << s | (k % 2)), g[b, ty, tx], argmax[b, ty, tx]
+            for c in range(cout):
+                yb[k, c] = gp[c] if a[c] == code else zero
+        elif y < ho and xx < wo:
+            for c in range(cout):
+                yb[k, c] = g[b, y, xx, c]
+        else:
+            for c in range(cout):
+                yb[k, c] = zero
 
 
 @numba.njit(cache=True, inline="always")
 def _output_grad_tiles(g, b, th, tw, dm, t0, yb, argmax):
-    """dM = A dY A^T from g[b] = dL/dz (Ho, Wo, Cout) into dm[:, t0 + tile, :], dY zero outside
-    the image; yb (4, Cout) scratch. With a non-empty argmax, g[b] (th, tw, Cout) is the gradient of
-    the output's 2x2 max pooling (see _output_tiles): dY is each window's to its winner."""
-    ho, wo, cout = g.shape[1], g.shape[2], g.shape[3]
-    zero, s = g.dtype.type(0), kernels._code_shift(argmax.itemsize)
+    """dM = A dY A^T into dm[:, t0 + tile, :], each block's dY from :func:`_block_grad`; yb (4,
+    Cout) scratch."""
+    cout = g.shape[3]
     for ty in range(th):
         for tx in range(tw):
             t = t0 + ty * tw + tx
-            for k in range(4):  # the block's dY, zero where it sticks out of the image
-                y, xx = 2 * ty + k // 2, 2 * tx + k % 2
-                if argmax.size:
-                    code, gp, a = argmax.dtype.type((k // 2) << s | (k % 2)), g[b, ty, tx], argmax[b, ty, tx]
-                    for c in range(cout):
-                        yb[k, c] = gp[c] if a[c] == code else zero
-                elif y < ho and xx < wo:
-                    for c in range(cout):
-                        yb[k, c] = g[b, y, xx, c]
-                else:
-                    for c in range(cout):
-                        yb[k, c] = zero
+            _block_grad(g, b, ty, tx, yb, argmax)
             for c in range(cout):
                 y00, y01, y10, y11 = yb[0, c], yb[1, c], yb[2, c], yb[3, c]
                 # A dY (4, 2) has rows y0, y0 + y1, y0 - y1, -y1; each row (a0, a1) times A^T gives
@@ -285,21 +284,13 @@ def _output_tiles9(m, t0, out, b, th, tw, bias, act, one, yb):
 
 
 @numba.njit(cache=True, inline="always")
-def _output_grad_tiles9(g, b, th, tw, dm, t0, yb):
+def _output_grad_tiles9(g, b, th, tw, dm, t0, yb, argmax):
     """:func:`_output_grad_tiles` writing only the 9 slabs the GEMMs read."""
-    ho, wo, cout = g.shape[1], g.shape[2], g.shape[3]
-    zero = g.dtype.type(0)
+    cout = g.shape[3]
     for ty in range(th):
         for tx in range(tw):
             t = t0 + ty * tw + tx
-            for k in range(4):
-                y, xx = 2 * ty + k // 2, 2 * tx + k % 2
-                if y < ho and xx < wo:
-                    for c in range(cout):
-                        yb[k, c] = g[b, y, xx, c]
-                else:
-                    for c in range(cout):
-                        yb[k, c] = zero
+            _block_grad(g, b, ty, tx, yb, argmax)
             for c in range(cout):
                 y00, y01, y10, y11 = yb[0, c], yb[1, c], yb[2, c], yb[3, c]
                 a0, a1 = y00, y01
@@ -405,7 +396,7 @@ def _backward(gemm, ints, x, g, u_t, slabs, pt, pl, uh, uw, du, dx, scratch, gro
             for b in range(s, e):
                 if nine:
                     _input_tiles9(x, b, pt, pl, th, tw, v, (b - s) * th * tw, d)
-                    _output_grad_tiles9(g, b, th, tw, dm, (b - s) * th * tw, d)
+                    _output_grad_tiles9(g, b, th, tw, dm, (b - s) * th * tw, d, argmax)
                 else:
                     _input_tiles(x, b, pt, pl, uh, uw, th, tw, v, (b - s) * th * tw, d)
                     _output_grad_tiles(g, b, th, tw, dm, (b - s) * th * tw, d, argmax)
