@@ -161,6 +161,8 @@ class Conv2D(Layer):
                 and ho % 2 == 0 and wo % 2 == 0)
 
     def forward(self, x, training=False):
+        """a = activation(conv(x) + bias), (N, Ho, Wo, Cout); while a Model has set ``pooled_by``, its
+        2x2 max pooling (N, Ho/2, Wo/2, Cout), with the pooling layer's winners filled in."""
         pool = self.pooled_by
         if pool is None:
             return super().forward(x, training)
