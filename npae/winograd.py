@@ -438,12 +438,10 @@ def _scratch(n, th, tw, cin, cout, itemsize, extra, scratch_of):
 
 
 def _pooling(argmax, up):
-    """argmax, or an empty array of its type for 'no pooling' (one compiled kernel for both)."""
-    if argmax is None:
-        return np.empty((0, 0, 0, 0), np.uint8)
-    if up != (1, 1):
+    """``kernels._no_argmax(argmax)``, after checking that an upsampled input is not also pooled."""
+    if argmax is not None and up != (1, 1):
         raise ValueError(f"winograd: pooling the output of an upsampled input is not supported, got up={up}")
-    return argmax
+    return kernels._no_argmax(argmax)
 
 
 def forward(x, kernel, pt, pl, bias, act, out, scratch_of, up=(1, 1), argmax=None) -> np.ndarray | None:
