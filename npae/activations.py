@@ -1,69 +1,90 @@
-"""Element-wise activations. Each derivative is written in terms of the output, so a layer need only
-keep ``a`` (the fused kernels in :mod:`npae.elementwise` compute both directions):
+"""Activations by Keras's names: ``Dense(64, activation="relu")``, or ``npae.activations.relu(x)``
+on an array. The maths (forward and backward) is in :mod:`npae.functional.activations`.
 
-    relu:    a = max(z, 0)            da/dz = 1[a > 0]
-    sigmoid: a = 1 / (1 + exp(-z))    da/dz = a (1 - a)
-    linear:  a = z                    da/dz = 1
+Supported: linear, relu, sigmoid, tanh, leaky_relu (negative slope 0.2, as Keras's function),
+elu (alpha 1.0), softplus, silu (also called swish).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Activation", "ReLU", "Sigmoid", "get", "sigmoid", "ACTIVATIONS"]
+from .functional import activations as ops
 
+__all__ = ["Activation", "get", "serialize", "linear", "relu", "sigmoid", "tanh", "leaky_relu", "elu", "softplus",
+           "silu", "swish"]
 
-def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Numerically stable logistic function: never evaluates exp of a positive number.
-
-    With e = exp(-|z|) in (0, 1]:  sigmoid(z) = 1 / (1 + e) for z >= 0, e / (1 + e) for z < 0.
-    """
-    e = np.exp(-np.abs(z))
-    num = np.where(z >= 0, np.ones((), dtype=e.dtype), e)
-    return np.divide(num, 1 + e, out=out)
+_DEFAULT_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
 
 
 class Activation:
-    """An element-wise activation, by name: 'relu', 'sigmoid' or 'linear'.
+    """One activation: its ``name`` (one of :data:`npae.functional.activations.NAMES`) and, for
+    leaky_relu and elu, ``alpha`` (the negative slope, or elu's alpha). Calling it on an array
+    applies it."""
 
-    The arithmetic lives in the fused kernels of :mod:`npae.elementwise` (``bias_act_forward``,
-    ``act_backward`` and their NumPy twins), selected by ``code``; this object names the activation
-    and, for gradient checks, says where its derivative jumps.
-    """
+    def __init__(self, name: str, alpha: float | None = None):
+        if name not in ops.NAMES:
+            raise ValueError(f"unknown activation {name!r}: expected one of {', '.join(ops.NAMES)} or None")
+        self.name = name
+        self.alpha = float(_DEFAULT_ALPHA.get(name, 0.0) if alpha is None else alpha)
 
-    name = "linear"
-    code = 0  # the activation's code for the fused kernels in npae.elementwise
+    def forward(self, z: np.ndarray) -> tuple[np.ndarray, ops.ActivationCache]:
+        """a = f(z) and the cache for :meth:`backward` (see :func:`npae.functional.activations.forward`)."""
+        return ops.forward(z, self.name, self.alpha)
 
-    def kink_state(self, a: np.ndarray) -> np.ndarray | None:
-        """Where the derivative is discontinuous, a mask that changes when a kink is crossed."""
-        return None
+    def backward(self, da: np.ndarray, cache: ops.ActivationCache) -> np.ndarray:
+        """dL/dz from dL/da."""
+        return ops.backward(da, cache)
+
+    def __call__(self, x) -> np.ndarray:
+        return self.forward(np.asarray(x))[0]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Activation) and (self.name, self.alpha) == (other.name, other.alpha)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.alpha))
 
     def __repr__(self) -> str:
-        return self.name
+        return self.name if self.name not in _DEFAULT_ALPHA else f"{self.name}(alpha={self.alpha})"
 
 
-class ReLU(Activation):
-    name = "relu"
-    code = 1
+def _function(name: str):
+    def apply(x):
+        return Activation(name)(x)
 
-    def kink_state(self, a):
-        return a > 0
-
-
-class Sigmoid(Activation):
-    name = "sigmoid"
-    code = 2
+    apply.__name__ = apply.__qualname__ = name
+    apply.__doc__ = f"Keras's ``activations.{name}``: applies {name} element-wise to an array."
+    return apply
 
 
-ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "linear": Activation}
+linear, relu, sigmoid, tanh = _function("linear"), _function("relu"), _function("sigmoid"), _function("tanh")
+leaky_relu, elu, softplus, silu = _function("leaky_relu"), _function("elu"), _function("softplus"), _function("silu")
+swish = silu
+_FUNCTIONS = {f: f.__name__ for f in (linear, relu, sigmoid, tanh, leaky_relu, elu, softplus, silu)}
 
 
-def get(identifier: str | Activation | None) -> Activation:
-    """Resolve 'relu' | 'sigmoid' | 'linear' | None (linear) | an Activation instance."""
+def get(identifier) -> Activation:
+    """None (linear), a name ('relu', 'swish', ...), one of this module's functions, or an
+    :class:`Activation` -> an Activation. Any other callable is refused: npae needs each
+    activation's derivative, which it has for the names above only."""
     if identifier is None:
-        return Activation()
+        return Activation("linear")
     if isinstance(identifier, Activation):
         return identifier
-    if isinstance(identifier, str) and identifier in ACTIVATIONS:
-        return ACTIVATIONS[identifier]()
-    raise ValueError(f"unknown activation {identifier!r}: expected one of {sorted(ACTIVATIONS)} or None")
+    if isinstance(identifier, str):
+        name = identifier.lower()
+        return Activation("silu" if name == "swish" else name)
+    if callable(identifier) and identifier in _FUNCTIONS:
+        return Activation(_FUNCTIONS[identifier])
+    if isinstance(identifier, dict) and "name" in identifier:  # what serialize() writes
+        return Activation(identifier["name"], identifier.get("alpha"))
+    raise ValueError(f"unsupported activation {identifier!r}: npae computes the derivative of its own "
+                     f"activations only; give one of {', '.join(ops.NAMES)} (by name or npae.activations.<name>)")
+
+
+def serialize(activation: Activation) -> str | dict:
+    """The name, or {name, alpha} where alpha differs from the default (what get() reads back)."""
+    if activation.name in _DEFAULT_ALPHA and activation.alpha != _DEFAULT_ALPHA[activation.name]:
+        return {"name": activation.name, "alpha": activation.alpha}
+    return activation.name

@@ -13,8 +13,7 @@ bypassed. ``deep`` builds the symmetric model the text describes:
 from __future__ import annotations
 
 from . import regularizers
-from .graph import Input
-from .layers import Conv2D, Dense, MaxPooling2D, UpSampling2D
+from .layers import Conv2D, Dense, Input, MaxPooling2D, UpSampling2D
 from .models import Model
 from .random import seeded
 

@@ -1,15 +1,20 @@
-"""The side-by-side benchmark: npae against PyTorch (if installed) on the six autoencoders.
+"""The side-by-side benchmark: npae against PyTorch and TF-Keras (where installed), and against an
+earlier npae (``--baseline DIR``), on the six autoencoders.
 
-For each model, float32, batch 256, the same thread count for every engine:
-  - training throughput: samples/s over optimizer steps after warm-up (each step gathers a random
-    batch from a 8,192-sample array, as fit does), median of ``repeats`` rounds of >= ``seconds`` s,
-    npae and the peer alternated round by round so drift on a shared machine hits both;
-  - prediction throughput, the same way;
+For each model, float32, batch 256, the same thread count for every engine, each engine in a
+process of its own:
+  - training throughput: samples/s of ``fit`` over an 8,192-sample array (PyTorch: optimizer steps
+    on random batches gathered from it; TF-Keras: ``fit`` on a tf.data pipeline), median of
+    ``repeats`` rounds of >= ``seconds`` s, the engines alternated round by round so that drift on
+    a shared machine hits all of them;
+  - prediction throughput, the same way (``predict`` of one batch);
   - optionally (``epoch=True``) the wall time and peak RSS of one 60,000-sample epoch of ``fit`` in
-    a fresh subprocess, less the bytes of the training array itself;
-  - FLOPs per training sample (3x the forward FLOPs) and the machine's float32 GEMM rate measured
-    in the same run, giving each model's % of that roofline;
-  - a per-layer profile of npae (forward, backward per layer; optimizer step).
+    a fresh process, less the bytes of the training array itself;
+  - FLOPs per training sample (3x the forward multiply-adds, counted as im2col would) and the
+    machine's float32 GEMM rate, both measured here, for reading the throughputs;
+  - npae's fast-path plan and a profile of its steps (forward, backward; optimizer step).
+``--baseline DIR`` runs the npae found in DIR (a checkout of another commit) as one more engine:
+the before/after measurement a change to a hot path needs, alternated in one run.
 Results go to ``out_dir/results.json`` and ``out_dir/results.md``.
 """
 
@@ -25,9 +30,12 @@ import time
 
 import numpy as np
 
-__all__ = ["run_benchmark", "flops_per_sample", "gemm_gflops", "ratio"]
+__all__ = ["run_benchmark", "flops_per_sample", "gemm_gflops", "ratio", "layer_profile", "markdown_table",
+           "epoch_in_subprocess", "find_tf_python", "best_peer"]
 
 BATCH = 256
+CONV_MODELS = ("convolutional", "denoising")
+PEER_LABELS = {"baseline": "baseline npae", "torch": "PyTorch", "tf": "TF-Keras"}
 
 
 def ratio(npae_rate: float, peer_rate: float | None) -> float | None:
@@ -37,7 +45,8 @@ def ratio(npae_rate: float, peer_rate: float | None) -> float | None:
 
 def flops_per_sample(model) -> int:
     """Training FLOPs per sample: 3x the forward multiply-adds x 2 (forward, and the two backward
-    GEMMs of the same size). Dense: 2*in*out; Conv2D: 2*Ho*Wo*kh*kw*Cin*Cout."""
+    GEMMs of the same size), as im2col + GEMM would do them. Dense: 2*in*out; Conv2D:
+    2*Ho*Wo*kh*kw*Cin*Cout. (Winograd's and the upsampling-folded layers do fewer.)"""
     from .layers import Conv2D, Dense
 
     forward = 0
@@ -63,23 +72,72 @@ def gemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-# -- the engines: each returns (train_step(idx), predict_step()) closures ----------------------
-def _npae_engine(name, x):
-    from . import autoencoders
+# -- the engines -------------------------------------------------------------------------------
+# npae runs as a script in a process of its own, so that another checkout of npae (--baseline)
+# runs the very same measurement; it uses only the public API that every npae has had.
+_NPAE_WORKER = r"""
+import json, sys, time
+name, n = sys.argv[1], int(sys.argv[2])
+import npae
+import numpy as np
+from npae import autoencoders
+shape = (n, 28, 28, 1) if name in ("convolutional", "denoising") else (n, 784)
+x = np.random.default_rng(0).random(shape, dtype=np.float32)
+model = autoencoders.BUILDERS[name](seed=0)[0]
+model.fit(x[:3 * 256], x[:3 * 256], epochs=1, batch_size=256, verbose=0)  # warm-up: kernels, caches
+model.predict(x[:256], batch_size=256)
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd is None:
+        break
+    kind, seconds = cmd
+    samples, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        if kind == "train":
+            model.fit(x, x, epochs=1, batch_size=256, verbose=0)
+            samples += n
+        else:
+            model.predict(x[:256], batch_size=256)
+            samples += 256
+    print(json.dumps(samples / (time.perf_counter() - start)), flush=True)
+"""
 
-    model = autoencoders.BUILDERS[name](seed=0)[0]
-    buf = np.empty((BATCH, *x.shape[1:]), np.float32)
-    params, grads = model.parameters(), model.gradients()
 
-    def train(idx):
-        xb = np.take(x, idx, axis=0, out=buf)
-        model.compute_gradients(xb, xb)
-        model.optimizer.step(params, grads)
+def _npae_root() -> str:
+    """The folder holding this npae package (what PYTHONPATH needs to import it)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-    def predict():  # what users call: batches through kept buffers, copied into the result
-        model.predict(x[:BATCH], batch_size=BATCH)
 
-    return model, train, predict
+class _ScriptWorker:
+    """An engine in a process of its own, speaking JSON lines over stdin/stdout: "ready", then
+    ["train" | "predict", seconds] -> samples/s; null -> exit."""
+
+    def __init__(self, argv: list[str], env: dict | None = None):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=None if env is None else {**os.environ, **env})
+
+    def send(self, cmd) -> None:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def recv(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"a benchmark worker exited (code {self.proc.wait()}): {self.proc.args[:2]}")
+        return "ready" if line.strip() == "ready" else json.loads(line)
+
+    def join(self, timeout=None) -> None:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _npae_worker(name: str, n: int, root: str) -> _ScriptWorker:
+    """npae from the source tree ``root`` (this one, or a baseline checkout)."""
+    path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return _ScriptWorker([sys.executable, "-c", _NPAE_WORKER, name, str(n)], env={"PYTHONPATH": path})
 
 
 def _torch_model(name):
@@ -151,18 +209,16 @@ def _torch_engine(name, x):
     return model, train, predict
 
 
-def _worker(conn, engine: str, name: str, n: int, threads: int) -> None:
-    """A process of its own per engine, so their thread pools never spin against each other.
+def _torch_worker(conn, name: str, n: int, threads: int) -> None:
+    """PyTorch in a process of its own, so that the thread pools never spin against each other.
     Commands: ("train" | "predict", seconds) -> samples/s; None -> exit."""
-    x = np.random.default_rng(0).random((n, 28, 28, 1) if name in ("convolutional", "denoising") else (n, 784),
-                                        dtype=np.float32)
-    if engine == "torch":
-        import torch
+    import torch
 
-        torch.set_num_threads(threads)
-    _, train, predict = (_npae_engine if engine == "npae" else _torch_engine)(name, x)
+    torch.set_num_threads(threads)
+    x = np.random.default_rng(0).random((n, 28, 28, 1) if name in CONV_MODELS else (n, 784), dtype=np.float32)
+    _, train, predict = _torch_engine(name, x)
     rng = np.random.default_rng(1)
-    for _ in range(3):  # warm-up: JIT, caches, allocator
+    for _ in range(3):  # warm-up: caches, allocator
         train(rng.integers(0, n, BATCH))
         predict()
     conn.send("ready")
@@ -185,104 +241,92 @@ def _keras_command(*args) -> list[str]:
         return ["-c", f.read(), *map(str, args)]
 
 
-class _KerasWorker:
-    """The TF-Keras engine in a process of its own, under its own interpreter (``tf_python``),
-    speaking JSON lines over stdin/stdout; the same send/recv/join interface as a Pipe worker."""
+class _PipeWorker:
+    """A multiprocessing worker behind the _ScriptWorker interface."""
 
-    def __init__(self, tf_python: str, name: str, n: int, threads: int):
-        self.proc = subprocess.Popen([tf_python, *_keras_command("serve", name, n, threads)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, target, *args):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=target, args=(child, *args), daemon=True)
+        self.proc.start()
 
     def send(self, cmd) -> None:
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
+        self.conn.send(cmd)
 
     def recv(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the TF-Keras worker exited (code {self.proc.wait()})")
-        return "ready" if line.strip() == "ready" else json.loads(line)
+        return self.conn.recv()
 
     def join(self, timeout=None) -> None:
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.proc.join(timeout=timeout)
+
+
+def _start(engine: str, name: str, n: int, threads: int, tf_python: str | None, baseline: str | None):
+    if engine == "npae":
+        return _npae_worker(name, n, _npae_root())
+    if engine == "baseline":
+        return _npae_worker(name, n, baseline)
+    if engine == "torch":
+        return _PipeWorker(_torch_worker, name, n, threads)
+    return _ScriptWorker([tf_python, *_keras_command("serve", name, n, threads)])
 
 
 def _rounds(name: str, engines: list[str], repeats: int, seconds: float, n: int, threads: int,
-            tf_python: str | None = None) -> dict:
+            tf_python: str | None = None, baseline: str | None = None) -> dict:
     """Median samples/s per engine and kind; each round runs every engine in turn."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    workers = {}
-    for engine in engines:
-        if engine == "tf":
-            keras = _KerasWorker(tf_python, name, n, threads)
-            workers[engine] = (keras, keras)
-            continue
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(child, engine, name, n, threads), daemon=True)
-        proc.start()
-        workers[engine] = (proc, parent)
+    workers = {engine: _start(engine, name, n, threads, tf_python, baseline) for engine in engines}
     try:
-        for _, conn in workers.values():
-            conn.recv()
+        for worker in workers.values():
+            worker.recv()
         out = {}
         for kind in ("train", "predict"):
             rates: dict[str, list[float]] = {e: [] for e in engines}
             for _ in range(repeats):
-                for engine, (_, conn) in workers.items():
-                    conn.send((kind, seconds))
-                    rates[engine].append(conn.recv())
+                for engine, worker in workers.items():
+                    worker.send((kind, seconds))
+                    rates[engine].append(worker.recv())
             out[kind] = {e: statistics.median(v) for e, v in rates.items()}
         return out
     finally:
-        for proc, conn in workers.values():
+        for worker in workers.values():
             try:
-                conn.send(None)
+                worker.send(None)
             except (OSError, ValueError):
                 pass
-            proc.join(timeout=10)
+            worker.join(timeout=10)
 
 
 def layer_profile(model, x, steps: int = 10) -> list[dict]:
-    """Mean forward and backward time per layer (ms) over ``steps`` training steps, plus the
-    optimizer step as its own row, after one untimed step (which loads the compiled kernels). An
-    UpSampling2D that the next Conv2D reads on the fly, or a MaxPooling2D that the Conv2D before it
-    runs in its kernel (``Model._forward_steps``), shows 0: its work is in that Conv2D's row."""
-    model.compute_gradients(x, x)
-    layers = model._layers
-    fwd, bwd, opt_t = np.zeros(len(layers)), np.zeros(len(layers)), 0.0
-    params, grads = model.parameters(), model.gradients()
-    row = {id(layer): i for i, layer in enumerate(layers)}
-    with model._reusing_buffers():  # the steps exactly as compute_gradients runs them
-        for _ in range(steps):
-            out = x
-            for step in model._forward_steps(True, model._fused):
-                t = time.perf_counter()
-                out = model._layer_forward(out, True, *step)
-                fwd[row[id(step[0])]] += time.perf_counter() - t
-            (model._logit_loss if model._fused else model.loss).forward(out, x)
-            grad = (model._logit_loss if model._fused else model.loss).backward()
-            for layer, *how in model._backward_steps():
-                t = time.perf_counter()
-                grad = model._layer_backward(layer, grad, *how)
-                bwd[row[id(layer)]] += time.perf_counter() - t
-            t = time.perf_counter()
-            model.optimizer.step(params, grads)
-            opt_t += time.perf_counter() - t
-    rows = [{"layer": f"{layer.name} ({type(layer).__name__})", "output": list(layer.output_shape),
-             "forward_ms": 1e3 * f / steps, "backward_ms": 1e3 * b / steps}
-            for layer, f, b in zip(layers, fwd, bwd)]
+    """Mean forward and backward time per step of the model's fast-path plan (ms), over ``steps``
+    training steps, plus the optimizer step, after one untimed step (which loads the compiled
+    kernels). A step may run several layers (a convolution with the pooling after it): its
+    description says which."""
+    model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=True)
+    path, grads, params = model.path, model.gradients(), model.parameters()
+    plan = path.plan("train")
+    x = np.ascontiguousarray(x, dtype=model.dtype)
+    path.gradients(x, x, grads)
+    times: dict = {step: [0.0, 0.0] for step in plan.steps}
+
+    def timer(step, phase, seconds):
+        times[step][phase == "backward"] += seconds
+
+    opt_t = 0.0
+    for _ in range(steps):
+        path.gradients(x, x, grads, timer=timer)
+        t = time.perf_counter()
+        model.optimizer.step(params, grads, path.optimizer_ops)
+        opt_t += time.perf_counter() - t
+    rows = [{"layer": step.describe(), "output": list(step.output_shape()), "forward_ms": 1e3 * f / steps,
+             "backward_ms": 1e3 * b / steps} for step, (f, b) in times.items()]
     rows.append({"layer": "optimizer step", "output": [], "forward_ms": 0.0, "backward_ms": 1e3 * opt_t / steps})
     return rows
 
 
 _EPOCH_SCRIPT = r"""
 import json, sys, time
-import npae  # before NumPy, as the npae command does (see npae/_threads.py)
+import npae
 import numpy as np
 from npae.bench_keras import peak_rss_bytes
 name, engine, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -308,13 +352,16 @@ print(json.dumps({"wall_s": wall, "peak_rss_mb": peak_rss_bytes() / 2**20, "data
 
 
 def epoch_in_subprocess(name: str, engine: str, n: int = 60000, tf_python: str | None = None,
-                        threads: int | None = None) -> dict:
-    """Wall time and peak RSS of one n-sample epoch of training in a fresh process."""
+                        threads: int | None = None, root: str | None = None) -> dict:
+    """Wall time and peak RSS of one n-sample epoch of training in a fresh process; ``engine``
+    "npae" (from the source tree ``root``, default this one), "torch" or "tf"."""
     if engine == "tf":
-        cmd = [tf_python, *_keras_command("epoch", name, n, threads or os.cpu_count() or 1)]
+        cmd, env = [tf_python, *_keras_command("epoch", name, n, threads or os.cpu_count() or 1)], None
     else:
         cmd = [sys.executable, "-c", _EPOCH_SCRIPT, name, engine, str(n)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        path = os.pathsep.join([root or _npae_root(), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env = {**os.environ, "PYTHONPATH": path}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     out = json.loads(res.stdout.strip().splitlines()[-1])
     out["rss_less_data_mb"] = out["peak_rss_mb"] - out["data_mb"]
     return out
@@ -336,22 +383,25 @@ def find_tf_python(tf_python: str | None = None) -> tuple[str | None, dict | Non
 
 
 def best_peer(rates: dict) -> tuple[str | None, float | None]:
-    """The fastest engine other than npae, and its rate."""
-    peers = {k: v for k, v in rates.items() if k != "npae" and v}
+    """The fastest engine other than npae (and an npae baseline), and its rate."""
+    peers = {k: v for k, v in rates.items() if k not in ("npae", "baseline") and v}
     if not peers:
         return None, None
     name = max(peers, key=peers.get)
     return name, peers[name]
 
 
-def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/results", repeats: int = 5,
+def run_benchmark(models, quick: bool = False, out_dir: str = os.path.join("runs", "bench"), repeats: int = 5,
                   seconds: float = 2.0, epoch: bool | None = None, peers: bool = True, print_fn=print,
-                  tf_python: str | None = None) -> dict:
+                  tf_python: str | None = None, baseline: str | None = None) -> dict:
     """Run the benchmark and write results.json / results.md into ``out_dir``; returns the results.
     Peers: PyTorch when it imports here; TF-Keras when it imports under ``tf_python`` (default:
-    $NPAE_BENCH_TF_PYTHON, else this interpreter)."""
+    $NPAE_BENCH_TF_PYTHON, else this interpreter); ``baseline``, a folder holding another npae
+    (e.g. ``git worktree add ../before HEAD~1``), as one more engine."""
     from . import autoencoders
 
+    if baseline is not None and not os.path.isfile(os.path.join(baseline, "npae", "__init__.py")):
+        raise ValueError(f"--baseline: {baseline!r} holds no npae package (expected {baseline}/npae/__init__.py)")
     if quick:
         repeats, seconds = 1, 0.2
     epoch = (not quick) if epoch is None else epoch
@@ -376,40 +426,41 @@ def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/result
            "threads": threads, "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
            "torch": __import__("torch").__version__ if have_torch else None,
            "tensorflow": (tf_versions or {}).get("tensorflow"), "keras": (tf_versions or {}).get("keras"),
+           "baseline": os.path.abspath(baseline) if baseline else None,
            "gemm_gflops": gemm_gflops(seconds=0.3 if quick else 2.0)}
     print_fn(f"threads: {threads} for every engine; float32 GEMM {env['gemm_gflops']:.0f} GFLOP/s")
     results = {"env": env, "models": {}}
     n = 512 if quick else 8192
+    engines = ["npae"] + (["baseline"] if baseline else []) + (["torch"] if have_torch else []) + \
+        (["tf"] if tf_versions else [])
     for name in models:
-        conv = name in ("convolutional", "denoising")
-        x = np.random.default_rng(0).random((n, 28, 28, 1) if conv else (n, 784), dtype=np.float32)
-        engines = ["npae"] + (["torch"] if have_torch else []) + (["tf"] if tf_versions else [])
-        measured = _rounds(name, engines, repeats, seconds, n, threads, tf_python)
+        x = np.random.default_rng(0).random((n, 28, 28, 1) if name in CONV_MODELS else (n, 784), dtype=np.float32)
+        measured = _rounds(name, engines, repeats, seconds, n, threads, tf_python, baseline)
         train, pred = measured["train"], measured["predict"]
         model = autoencoders.BUILDERS[name](seed=0)[0]
-        flops = flops_per_sample(model)
-        row = {"train": train, "predict": pred, "flops_per_sample": flops,
-               "roofline_samples_per_s": env["gemm_gflops"] * 1e9 / flops,
-               "npae_pct_of_roofline": 100 * train["npae"] * flops / (env["gemm_gflops"] * 1e9),
-               "train_ratio_vs_torch": ratio(train["npae"], train.get("torch")),
-               "predict_ratio_vs_torch": ratio(pred["npae"], pred.get("torch")),
-               "train_ratio_vs_tf": ratio(train["npae"], train.get("tf")),
-               "predict_ratio_vs_tf": ratio(pred["npae"], pred.get("tf")),
+        row = {"train": train, "predict": pred, "flops_per_sample": flops_per_sample(model),
                "train_ratio_vs_best_peer": ratio(train["npae"], best_peer(train)[1]),
                "predict_ratio_vs_best_peer": ratio(pred["npae"], best_peer(pred)[1]),
-               "profile": layer_profile(autoencoders.BUILDERS[name](seed=0)[0], x[:BATCH], steps=3 if quick else 10)}
+               "plan": model.path.plan("train").describe() if model.jit_compile else None,
+               "profile": layer_profile(model, x[:BATCH], steps=3 if quick else 10)}
+        for e in engines[1:]:
+            row[f"train_ratio_vs_{e}"] = ratio(train["npae"], train.get(e))
+            row[f"predict_ratio_vs_{e}"] = ratio(pred["npae"], pred.get(e))
         if epoch:
             row["epoch"] = {"npae": epoch_in_subprocess(name, "npae")}
+            if baseline:
+                row["epoch"]["baseline"] = epoch_in_subprocess(name, "npae", root=baseline)
             if have_torch:
                 row["epoch"]["torch"] = epoch_in_subprocess(name, "torch")
             if tf_versions:
                 row["epoch"]["tf"] = epoch_in_subprocess(name, "tf", tf_python=tf_python, threads=threads)
         results["models"][name] = row
-        peer = "".join(f"  {e} {train[e]:9.0f}/s" for e in engines[1:])
+        others = "".join(f"  {e} {train[e]:9.0f}/s" for e in engines[1:])
+        if row.get("train_ratio_vs_baseline"):
+            others += f"  x{row['train_ratio_vs_baseline']:.2f} vs baseline"
         if row["train_ratio_vs_best_peer"]:
-            peer += f"  x{row['train_ratio_vs_best_peer']:.2f} vs the faster peer"
-        print_fn(f"{name:14s} train {train['npae']:9.0f}/s{peer}  predict {pred['npae']:9.0f}/s  "
-                 f"roofline {row['npae_pct_of_roofline']:.0f}%")
+            others += f"  x{row['train_ratio_vs_best_peer']:.2f} vs the faster peer"
+        print_fn(f"{name:14s} train {train['npae']:9.0f}/s{others}  predict {pred['npae']:9.0f}/s")
     try:  # known once a parallel kernel has run (the profiles above ran them in this process)
         env["numba_threading_layer"] = numba.threading_layer()
     except ValueError:
@@ -423,33 +474,41 @@ def run_benchmark(models, quick: bool = False, out_dir: str = "benchmarks/result
 
 
 def markdown_table(results: dict) -> str:
-    """The README's performance table from a results dict (ratios: npae / the faster peer)."""
+    """The results as a markdown table (ratios: npae / the faster of PyTorch and TF-Keras, and
+    npae / the baseline npae where there is one)."""
     env = results["env"]
-    peers = [(k, label) for k, label in (("torch", "PyTorch"), ("tf", "TF-Keras")) if env.get(
-        "torch" if k == "torch" else "tensorflow")]
-    versions = "".join(f", {label} {env['torch'] if k == 'torch' else env['tensorflow']}" for k, label in peers)
+    engines = [e for e in ("baseline", "torch", "tf") if any(e in r["train"] for r in results["models"].values())]
+    versions = "".join(f", {PEER_LABELS[e]} {env.get('torch' if e == 'torch' else 'tensorflow')}"
+                       for e in engines if e != "baseline")
     lines = [f"Machine: {env['processor']}, {env['threads']} threads for every engine; Python {env['python']}, "
              f"NumPy {env['numpy']}, Numba {env['numba']}{versions}; float32 GEMM "
-             f"{env['gemm_gflops']:.0f} GFLOP/s; Numba threading layer {env.get('numba_threading_layer')}, "
-             f"OPENBLAS_THREAD_TIMEOUT={env.get('openblas_thread_timeout')}.", ""]
-    names = "".join(f" {label} train/s |" for _, label in peers)
-    pnames = "".join(f" {label} predict/s |" for _, label in peers)
-    engines = ["npae", *(k for k, _ in peers)]
-    lines.append(f"| model | npae train/s |{names} ratio | npae predict/s |{pnames} ratio | % of roofline "
-                 f"| epoch wall {' / '.join(engines)} (s) | peak RSS less data {' / '.join(engines)} (MB) |")
-    lines.append("|" + " --- |" * (8 + 2 * len(peers)))
+             f"{env['gemm_gflops']:.0f} GFLOP/s; Numba threading layer {env.get('numba_threading_layer')}."
+             + (f" Baseline: the npae in {env['baseline']}." if env.get("baseline") else ""), ""]
+    peers = [e for e in engines if e != "baseline"]
+    all_engines = ["npae", *engines]
+
+    def cols(kind):
+        head = f" npae {kind}/s |" + "".join(f" {PEER_LABELS[e]} {kind}/s |" for e in engines)
+        return head + (" vs baseline |" if "baseline" in engines else "") + (" vs faster peer |" if peers else "")
+
+    lines.append(f"| model |{cols('train')}{cols('predict')} epoch wall {' / '.join(all_engines)} (s) "
+                 f"| peak RSS less data {' / '.join(all_engines)} (MB) |")
+    lines.append("|" + " --- |" * (lines[-1].count("|") - 1))
 
     def fmt(v, d=0):
         return "-" if v is None else f"{v:,.{d}f}"
 
     for name, r in results["models"].items():
-        t, p = r["train"], r["predict"]
         ep = r.get("epoch", {})
-        wall = " / ".join(fmt(ep[k]["wall_s"], 1) for k in engines if k in ep) or "-"
-        rss = " / ".join(fmt(ep[k]["rss_less_data_mb"]) for k in engines if k in ep) or "-"
-        tp = "".join(f" {fmt(t.get(k))} |" for k, _ in peers)
-        pp = "".join(f" {fmt(p.get(k))} |" for k, _ in peers)
-        lines.append(f"| {name} | {fmt(t['npae'])} |{tp} {fmt(r.get('train_ratio_vs_best_peer'), 2)} "
-                     f"| {fmt(p['npae'])} |{pp} {fmt(r.get('predict_ratio_vs_best_peer'), 2)} "
-                     f"| {r['npae_pct_of_roofline']:.0f}% | {wall} | {rss} |")
+        wall = " / ".join(fmt(ep[k]["wall_s"], 1) for k in all_engines if k in ep) or "-"
+        rss = " / ".join(fmt(ep[k]["rss_less_data_mb"]) for k in all_engines if k in ep) or "-"
+        cells = []
+        for kind in ("train", "predict"):
+            rates = r[kind]
+            cells += [fmt(rates["npae"])] + [fmt(rates.get(e)) for e in engines]
+            if "baseline" in engines:
+                cells.append(fmt(r.get(f"{kind}_ratio_vs_baseline"), 2))
+            if peers:
+                cells.append(fmt(r.get(f"{kind}_ratio_vs_best_peer"), 2))
+        lines.append(f"| {name} | {' | '.join(cells)} | {wall} | {rss} |")
     return "\n".join(lines) + "\n"

@@ -29,7 +29,16 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
+    def on_batch_begin(self, batch, logs=None): ...
     def on_batch_end(self, batch, logs=None): ...
+
+    def on_train_batch_begin(self, batch, logs=None):
+        """Keras's name; calls :meth:`on_batch_begin` (the older one) unless overridden."""
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Keras's name; calls :meth:`on_batch_end` (the older one) unless overridden."""
+        self.on_batch_end(batch, logs)
 
 
 class History(Callback):
@@ -39,6 +48,7 @@ class History(Callback):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.stopped_reason: str | None = None
+        self.interrupted = False  # set by fit when Ctrl-C stopped it
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)

@@ -68,10 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from OUT/checkpoint.npz (saved after every epoch)")
+    t.add_argument("--no-jit", action="store_true",
+                   help="run on the NumPy reference path (compile(jit_compile=False)) instead of the fast path")
     g = sub.add_parser("gradcheck", help="float64 finite-difference check of a whole model")
     g.add_argument("model", choices=MODELS)
     g.add_argument("--full", action="store_true", help="every element instead of random projections")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-jit", action="store_true", help="check the NumPy reference path instead of the fast path")
     s = sub.add_parser("summary", help="print a model's layers, shapes and parameter counts")
     s.add_argument("model", choices=MODELS)
     r = sub.add_parser("predict", help="reconstruct test images with a saved model and draw the figure")
@@ -82,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="training/prediction throughput vs PyTorch and TensorFlow if installed")
     b.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     b.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
-    b.add_argument("--out", default="benchmarks/results")
+    b.add_argument("--out", default=os.path.join("runs", "bench"), help="folder for results.json and results.md")
+    b.add_argument("--baseline", help="a folder holding another npae (e.g. a checkout of the commit before a "
+                   "change), run as one more engine, alternated with this one")
+    b.add_argument("--no-epoch", action="store_true", help="skip the 60,000-sample epoch in fresh processes")
     b.add_argument("--tf-python", help="a Python with tensorflow + keras for the TF-Keras peer "
                    "(default: $NPAE_BENCH_TF_PYTHON, else this one)")
     return p
@@ -119,6 +125,8 @@ def cmd_train(args) -> int:
     os.makedirs(out, exist_ok=True)
     ae, encoder, _ = autoencoders.BUILDERS[args.model](optimizer=settings["optimizer"], loss=settings["loss"],
                                                        seed=args.seed)
+    if args.no_jit:
+        ae.compile(optimizer=ae.optimizer, loss=ae.loss, jit_compile=False)
     x_train, x_test = _shape_for(ae, x_train), _shape_for(ae, x_test)
     inputs_train, inputs_test = x_train, x_test
     if args.model == "denoising":
@@ -131,6 +139,11 @@ def cmd_train(args) -> int:
                      callbacks=[CSVLogger(os.path.join(out, "history.csv"), append=args.resume),
                                 _Checkpoint(out, settings, args, before, start)])
     took = before + time.perf_counter() - start
+    if history.interrupted:
+        finished = done + len(history.epoch)
+        print(f"npae: interrupted: {finished} of {settings['epochs']} epochs finished and checkpointed in {out}/; "
+              f"continue with: npae train {args.model} --resume --out {out}", file=sys.stderr)
+        return 130
     history.history = {key: past.get(key, []) + history.history.get(key, [])  # earlier runs' epochs first
                        for key in {**past, **history.history}}
     history.epoch = list(range(done)) + history.epoch
@@ -144,7 +157,7 @@ def cmd_train(args) -> int:
     n_codes = min(len(x_test), 2000)
     plots.plot_codes(encoder.predict(inputs_test[:n_codes], batch_size=256), y_test[:n_codes],
                      os.path.join(out, "codes.png"), title=f"{args.model}: test codes by label")
-    plots.plot_filters(ae.layers[1].params["kernel"], os.path.join(out, "filters.png"))
+    plots.plot_filters(ae.layers[1].get_weights()[0], os.path.join(out, "filters.png"))
     summary = {
         "model": args.model, "dataset": args.dataset, "settings": {**settings, "seed": args.seed,
                                                                     "train_samples": len(x_train)},
@@ -152,7 +165,7 @@ def cmd_train(args) -> int:
         "final": {k: v[-1] for k, v in history.history.items()},
         "history": history.history, "seconds": round(took, 3),
     }
-    from .io import atomic_write
+    from .saving import atomic_write
 
     atomic_write(os.path.join(out, "summary.json"), lambda f: f.write(json.dumps(summary, indent=2).encode()))
     final = ", ".join(f"{k} {v:.4f}" for k, v in summary["final"].items())
@@ -169,7 +182,7 @@ class _Checkpoint(Callback):
         self.run = _run_settings(args, settings)
 
     def on_epoch_end(self, epoch, logs=None):
-        from .io import atomic_write
+        from .saving import atomic_write
 
         self.model.save(os.path.join(self.out, "checkpoint.npz"))
         progress = {"epochs_done": epoch + 1, "seconds": self.before + time.perf_counter() - self.start,
@@ -186,7 +199,7 @@ def _resume(args, ae, out, settings):
     """Load OUT's checkpoint into ``ae``; returns (epochs done, seconds spent, history so far)."""
     import csv
 
-    from .io import ModelFileError
+    from .saving import ModelFileError
 
     try:
         with open(os.path.join(out, "progress.json")) as f:
@@ -229,10 +242,11 @@ def cmd_gradcheck(args) -> int:
     x = rng.uniform(0.05, 0.95, (2, *ae.input_shape[1:]))
     start = time.perf_counter()
     report = check_model(ae, x, x, mode="full" if args.full else "projection", seed=args.seed,
-                         raise_on_failure=False)
+                         raise_on_failure=False, jit_compile=not args.no_jit)
     print(report.table())
     verdict = "passed" if report.passed else "FAILED"
-    print(f"gradcheck {args.model}: {verdict} (float64, eps {report.eps:g}, atol {report.atol:g}, "
+    path = "reference path" if args.no_jit else "fast path"
+    print(f"gradcheck {args.model}: {verdict} on the {path} (float64, eps {report.eps:g}, atol {report.atol:g}, "
           f"rtol {report.rtol:g}; {time.perf_counter() - start:.1f}s)")
     return 0 if report.passed else 1
 
@@ -247,7 +261,8 @@ def cmd_summary(args) -> int:
 def cmd_predict(args) -> int:
     from . import plots
     from .datasets import add_noise
-    from .io import ModelFileError, load_model
+    from .models import load_model
+    from .saving import ModelFileError
 
     try:
         model = load_model(args.model_file)
@@ -271,7 +286,11 @@ def cmd_predict(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_benchmark
 
-    run_benchmark(args.models, quick=args.quick, out_dir=args.out, tf_python=args.tf_python)
+    try:
+        run_benchmark(args.models, quick=args.quick, out_dir=args.out, tf_python=args.tf_python,
+                      baseline=args.baseline, epoch=False if args.no_epoch else None)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     return 0
 
 

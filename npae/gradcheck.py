@@ -28,6 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .layers.base import Layer
+from .losses import Loss
+from .losses import get as get_loss
+
 __all__ = ["EPS", "ATOL", "RTOL", "TensorCheck", "GradcheckReport", "GradcheckError",
            "check_layer", "check_loss", "check_model", "gradcheck"]
 
@@ -194,16 +198,30 @@ def check_layer(layer, x: np.ndarray | None = None, input_shape=None, batch_size
     if not layer.built:
         layer.build(x.shape[1:], rng=rng)
     layer.astype(np.float64)
-    layer.needs_input_grad = True
-    u = rng.standard_normal((x.shape[0], *layer.output_shape))
+    reg = layer.activity_regularizer
+    out, _ = layer.forward(x, training=True)
+    u = rng.standard_normal(out.shape)
 
     def f() -> float:
-        return float(np.sum(u * layer.forward(x, training=True))) + layer.regularization_loss()
+        out, _ = layer.forward(x, training=True)
+        return float(np.sum(u * out)) + (reg.penalty(out) if reg is not None else 0.0)
 
     def backward(g):
-        layer.forward(x, training=True)
-        dx = layer.backward(g)
-        return [dx.copy(), *(layer.grads[k].copy() for k in layer.params)]
+        out, cache = layer.forward(x, training=True)
+        if reg is not None:
+            g = g + reg.gradient(out)
+        dx, grads = layer.backward(g, cache)
+        missing = [k for k in layer.params if k not in grads]
+        if missing:
+            raise GradcheckError(f"{layer.name}.backward returned no gradient for {missing}")
+        return [np.array(dx, copy=True), *(np.array(grads[k], copy=True) for k in layer.params)]
+
+    def kinks():
+        out, cache = layer.forward(x, training=True)
+        masks = layer.kinks(cache)
+        if reg is not None and (m := reg.kink(out)) is not None:
+            masks = [*masks, m]
+        return masks
 
     x_before = x.copy()
     grads = backward(u)
@@ -217,26 +235,23 @@ def check_layer(layer, x: np.ndarray | None = None, input_shape=None, batch_size
         np.allclose(m, 0.3 * a + 0.7 * b, rtol=1e-9, atol=1e-12) for m, a, b in zip(gm, grads, g2))
     tensors = [("input", x), *((f"{layer.name}.{k}", v) for k, v in layer.params.items())]
     for (name, t), g in zip(tensors, grads):
-        report.checks.append(_check_tensor(name, t, g, f, layer.kink_state, eps, atol, rtol, mode,
-                                           n_projections, rng))
+        report.checks.append(_check_tensor(name, t, g, f, kinks, eps, atol, rtol, mode, n_projections, rng))
     return report.raise_if_failed() if raise_on_failure else report
 
 
 def check_loss(loss, y_pred: np.ndarray, y_true: np.ndarray, eps: float = EPS, atol: float = ATOL,
                rtol: float = RTOL, raise_on_failure: bool = True) -> GradcheckReport:
     """Check dL/dy_pred of a loss (``npae.losses`` name or instance) at float64 ``y_pred``."""
-    from . import losses
-
-    loss = losses.get(loss)
+    loss = get_loss(loss)
     y_pred, y_true = np.array(y_pred, dtype=np.float64), np.asarray(y_true, dtype=np.float64)
-    loss.forward(y_pred, y_true)
-    grad = loss.backward().copy()
+    _, cache = loss.forward(y_pred, y_true)
+    grad = np.array(loss.backward(cache), copy=True)
 
     def f() -> float:
-        return loss.forward(y_pred, y_true)
+        return loss.forward(y_pred, y_true)[0]
 
     def kinks():
-        k = loss.kink_state()
+        k = loss.kink(loss.forward(y_pred, y_true)[1])
         return [] if k is None else [k]
 
     report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)
@@ -246,8 +261,10 @@ def check_loss(loss, y_pred: np.ndarray, y_true: np.ndarray, eps: float = EPS, a
 
 def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = EPS, atol: float = ATOL, rtol: float = RTOL,
                 mode: str = "full", n_projections: int = 6, seed: int = 0, randomize_biases: bool = True,
-                raise_on_failure: bool = True) -> GradcheckReport:
-    """Check every parameter gradient of a compiled model's training loss (loss + penalties).
+                raise_on_failure: bool = True, jit_compile: bool | None = None) -> GradcheckReport:
+    """Check every trainable parameter's gradient of a compiled model's training loss (loss +
+    penalties), on the model's path, or on the one ``jit_compile`` names (False: the reference
+    path, True: the fast path).
 
     The model is copied and cast to float64. Keras initialises biases to zero, which puts every
     ReLU unit whose inputs are all zero exactly on its kink (z = 0, no derivative); with
@@ -258,6 +275,8 @@ def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = EPS, atol: flo
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(model)
     model.astype(np.float64)
+    if jit_compile is not None:
+        model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=jit_compile)
     if randomize_biases:
         for key, p in model.parameters().items():
             if key.endswith("/bias"):
@@ -265,15 +284,17 @@ def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = EPS, atol: flo
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     model.compute_gradients(x, y)
     grads = {k: g.copy() for k, g in model.gradients().items()}
+    params = model.parameters()
 
     def f() -> float:
         return model.compute_loss(x, y)
 
     def kinks():
-        return [s for layer in model.layers for s in layer.kink_state()]
+        return model.kinks(x, y)
 
     report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)
-    for key, p in model.parameters().items():
+    for key in grads:
+        p = params[key]
         res = _check_tensor(key, p, grads[key], f, kinks, eps, atol, rtol, mode, n_projections, rng)
         if mode != "full" and not res.passed:
             res = _check_tensor(key, p, grads[key], f, kinks, eps, atol, rtol, "full", 0, rng)
@@ -283,9 +304,6 @@ def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = EPS, atol: flo
 
 def gradcheck(obj, *args, **kwargs) -> GradcheckReport:
     """Dispatch to :func:`check_model`, :func:`check_layer` or :func:`check_loss` by type."""
-    from .layers.base import Layer
-    from .losses import Loss
-
     if hasattr(obj, "compute_gradients"):
         return check_model(obj, *args, **kwargs)
     if isinstance(obj, Layer):

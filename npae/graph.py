@@ -1,16 +1,13 @@
-"""The functional API: ``Input`` and the symbolic tensors that layer calls pass along.
-
-``x = Input(shape=(784,)); h = Dense(64)(x)`` records, in each tensor, the layer that produced it
-and the tensor it was applied to. ``Model(x, h)`` walks back from the output to the input and gets
-the chain of layers to run. Only chains are supported (one input, one output, no merges), which is
-every model of the autoencoder tutorial.
+"""The functional API's symbolic tensors: ``h = Dense(64)(x)`` records, in the tensor h, the layer
+that produced it and the tensor it was applied to. ``Model(x, h)`` walks back from the output to
+the input and gets the chain of layers to run (:func:`trace_chain`). Only chains are supported
+(one input, one output, no merges): every model of the autoencoder tutorial is one. A layer may
+appear in a chain more than once (a shared layer).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-__all__ = ["SymbolicTensor", "Input", "trace_chain"]
+__all__ = ["SymbolicTensor", "trace_chain"]
 
 
 class SymbolicTensor:
@@ -22,26 +19,13 @@ class SymbolicTensor:
         self.parent = parent  # the tensor that layer was applied to (None for an Input)
 
     def __repr__(self) -> str:
-        return f"<SymbolicTensor shape=(None, {', '.join(map(str, self.shape))}) from {self.layer.name!r}>"
-
-
-def Input(shape=None, name: str | None = None, dtype=None, batch_shape=None) -> SymbolicTensor:  # noqa: N802
-    """Keras's ``Input(shape=(...))``: the entry of a functional model (shape without batch axis)."""
-    from .layers.core import InputLayer
-
-    if shape is None and batch_shape is not None:
-        shape = tuple(batch_shape)[1:]
-    if shape is None:
-        raise ValueError("Input: give shape=(...) without the batch axis, e.g. Input(shape=(784,))")
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if not shape or any(not isinstance(d, (int, np.integer)) or d <= 0 for d in shape):
-        raise ValueError(f"Input: shape must be positive ints without the batch axis, got {shape!r}")
-    return SymbolicTensor(shape, layer=InputLayer(shape, name=name, dtype=dtype))
+        name = getattr(self.layer, "name", None)
+        return f"<SymbolicTensor shape=(None, {', '.join(map(str, self.shape))}) from {name!r}>"
 
 
 def trace_chain(inputs, outputs) -> list:
-    """The layers from ``inputs`` to ``outputs``, the InputLayer first. Raises on anything but a
-    single chain from one input to one output."""
+    """The layers from ``inputs`` to ``outputs``, the input's InputLayer first. Raises on anything
+    but a single chain from one input to one output."""
     inputs = _single(inputs, "inputs")
     outputs = _single(outputs, "outputs")
     chain, t = [], outputs
@@ -49,10 +33,8 @@ def trace_chain(inputs, outputs) -> list:
         chain.append(t.layer)
         t = t.parent
     if t is not inputs:
-        raise ValueError(
-            f"Model: the output {outputs!r} is not computed from the given input {inputs!r}; "
-            "build the output by calling layers on that Input"
-        )
+        raise ValueError(f"Model: the output {outputs!r} is not computed from the given input {inputs!r}; "
+                         "build the output by calling layers on that Input")
     chain.append(inputs.layer)
     return chain[::-1]
 
@@ -62,6 +44,8 @@ def _single(t, what):
         if len(t) != 1:
             raise ValueError(f"Model: npae supports exactly one tensor as {what}, got {len(t)}")
         t = t[0]
+    if isinstance(t, dict):
+        raise ValueError(f"Model: npae supports exactly one tensor as {what}, got a dict")
     if not isinstance(t, SymbolicTensor):
         raise TypeError(f"Model: {what} must be a tensor from Input(...) or a layer call, got {type(t).__name__}")
     return t

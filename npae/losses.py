@@ -1,138 +1,144 @@
-"""Losses with Keras's reduction: mean over the last axis, then mean over the rest.
+"""Losses with Keras's names and reduction (the mean over every element); the maths of both
+passes: :mod:`npae.functional.losses`.
 
-Since every sample has the same last-axis length, that is the mean over all ``numel`` elements,
-and the gradient of each element carries a factor 1/numel.
-
-    mse:                 L = mean((y - t)^2)                        dL/dy = 2 (y - t) / numel
-    binary_crossentropy: on logits z (fused with a final sigmoid, TensorFlow's path):
-                         L = mean(max(z, 0) - z t + log(1 + exp(-|z|)))   dL/dz = (sigmoid(z) - t) / numel
-                         on probabilities y, clipped to [eps, 1 - eps] with eps = 1e-7:
-                         L = -mean(t log y + (1 - t) log(1 - y))    dL/dy = (y - t) / (y (1 - y)) / numel
+    loss = npae.losses.get("mse")
+    value = loss(y_true, y_pred)                     Keras's argument order, a float
+    value, cache = loss.forward(y_pred, y_true)      the two passes, as a model runs them
+    dy = loss.backward(cache)                        dL/dy_pred, the shape of y_pred
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from . import elementwise
+from .checks import pop_keras_only
+from .functional import losses as ops
 
-__all__ = ["Loss", "MeanSquaredError", "BinaryCrossentropy", "get", "LOSSES"]
+__all__ = ["Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy", "get", "serialize", "LOSSES"]
 
 
 class Loss:
-    """``forward(y_pred, y_true) -> float`` caches what ``backward() -> dL/dy_pred`` needs."""
+    """A loss: ``forward(y_pred, y_true) -> (value, cache)``, ``backward(cache) -> dL/dy_pred``."""
 
     name = "loss"
-    from_logits = False
-    reuse_buffers = False  # set by a Model while it runs the loss (see ``Layer.reuse_buffers``)
 
-    def forward(self, y_pred: np.ndarray, y_true: np.ndarray) -> float:
+    def forward(self, y_pred: np.ndarray, y_true: np.ndarray) -> tuple[float, Any]:
         raise NotImplementedError
 
-    def backward(self) -> np.ndarray:
+    def backward(self, cache) -> np.ndarray:
         raise NotImplementedError
 
-    def kink_state(self) -> np.ndarray | None:
+    def kink(self, cache) -> np.ndarray | None:
+        """A mask that changes where the loss has no derivative (for gradient checks), or None."""
         return None
 
-    def _grad_buffer(self, like: np.ndarray) -> np.ndarray:
-        """Where ``forward`` writes dL/dy: last step's array again while ``reuse_buffers`` is set."""
-        buf = getattr(self, "_grad", None)
-        if self.reuse_buffers and buf is not None and buf.shape == like.shape and buf.dtype == like.dtype:
-            return buf
-        return np.empty_like(like)
+    def check_targets(self, y: np.ndarray, what: str = "y") -> None:
+        """Refuse targets this loss cannot mean (checked once per fit / evaluate call)."""
 
-    @staticmethod
-    def _check(y_pred, y_true):
-        if y_pred.shape != y_true.shape:
-            raise ValueError(
-                f"loss: y_pred and y_true must have the same shape, got {y_pred.shape} and {y_true.shape}"
-            )
-        return np.asarray(y_true, dtype=y_pred.dtype)
+    def get_config(self) -> dict:
+        return {}
 
-    def __call__(self, y_pred, y_true) -> float:
-        return self.forward(np.asarray(y_pred), np.asarray(y_true))
+    def __call__(self, y_true, y_pred) -> float:
+        """The loss value, Keras's order: ``loss(y_true, y_pred)``."""
+        return self.forward(np.asarray(y_pred), np.asarray(y_true))[0]
 
 
 class MeanSquaredError(Loss):
-    """Mean squared error: L = mean((y - t)^2)."""
+    """Keras's ``MeanSquaredError``: L = mean((y_pred - y_true)^2)."""
 
     name = "mse"
 
-    def forward(self, y_pred, y_true):
-        t = self._check(y_pred, y_true)
-        y2, t2 = _rows(y_pred), _rows(t)  # (N, rest) views
-        self._grad = self._grad_buffer(y_pred)
-        # one pass: the sum of squares and dL/dy = 2 (y - t) / numel
-        return elementwise.mse_with_grad(y2, t2, self._grad.reshape(y2.shape)) / y_pred.size
+    def __init__(self, **kwargs):
+        pop_keras_only("MeanSquaredError", kwargs, _OFF, strict=True)
 
-    def backward(self):
-        return self._grad
+    def forward(self, y_pred, y_true):
+        return ops.mse_forward(y_pred, y_true)
+
+    def backward(self, cache):
+        return ops.mse_backward(cache)
+
+
+class MeanAbsoluteError(Loss):
+    """Keras's ``MeanAbsoluteError``: L = mean(|y_pred - y_true|)."""
+
+    name = "mae"
+
+    def __init__(self, **kwargs):
+        pop_keras_only("MeanAbsoluteError", kwargs, _OFF, strict=True)
+
+    def forward(self, y_pred, y_true):
+        return ops.mae_forward(y_pred, y_true)
+
+    def backward(self, cache):
+        return ops.mae_backward(cache)
+
+    def kink(self, cache):
+        return np.sign(cache.y_pred - cache.y_true)
 
 
 class BinaryCrossentropy(Loss):
-    """Binary cross-entropy, on logits (``from_logits=True``) or on clipped probabilities.
+    """Keras's ``BinaryCrossentropy(from_logits=False)``.
 
-    Parameters
-    ----------
-    from_logits : y_pred are logits z (the stable path) instead of probabilities.
-    epsilon : clip bound for the probability path (Keras's 1e-7).
-    fusable : when a model ends in a sigmoid, it may hand this loss the logits instead of the
-        probabilities (TensorFlow does the same). ``binary_crossentropy_clipped`` sets it False, to
-        compare with frameworks that clip the probabilities.
+    On probabilities it clips them to [1e-7, 1 - 1e-7] (Keras's epsilon). A model whose last
+    layer ends in a sigmoid hands this loss the logits instead (``fusable``, TensorFlow does the
+    same): the stable form, without the clip. ``npae.losses.get("binary_crossentropy_clipped")``
+    turns that off, to compare with frameworks that clip the probabilities.
     """
 
-    name = "binary_crossentropy"
-
-    def __init__(self, from_logits: bool = False, epsilon: float = 1e-7, fusable: bool = True):
-        self.from_logits, self.epsilon, self.fusable = from_logits, epsilon, fusable
-        if not fusable:
-            self.name = "binary_crossentropy_clipped"
+    def __init__(self, from_logits: bool = False, fusable: bool = True, **kwargs):
+        pop_keras_only("BinaryCrossentropy", kwargs, {**_OFF, "label_smoothing": 0.0, "axis": -1}, strict=True)
+        self.from_logits, self.fusable = bool(from_logits), bool(fusable)
+        self.name = "binary_crossentropy" if self.fusable else "binary_crossentropy_clipped"
 
     def forward(self, y_pred, y_true):
-        t = self._check(y_pred, y_true)
-        self._t, self._y = t, y_pred
-        if self.from_logits:  # one pass: the loss sum and dL/dz = (sigmoid(z) - t) / numel
-            z2 = _rows(y_pred)
-            self._grad = self._grad_buffer(y_pred)
-            return elementwise.sigmoid_bce_with_grad(z2, _rows(t), self._grad.reshape(z2.shape)) / y_pred.size
-        else:
-            p = np.clip(y_pred, self.epsilon, 1 - self.epsilon)
-            per = -(t * np.log(p) + (1 - t) * np.log1p(-p))
-            self._p = p
-        return float(np.mean(per, dtype=np.float64))
+        return (ops.sigmoid_bce_forward if self.from_logits else ops.bce_forward)(y_pred, y_true)
 
-    def backward(self):
-        n = self._y.size
-        if self.from_logits:
-            return self._grad
-        p, t = self._p, self._t
-        inside = (self._y >= self.epsilon) & (self._y <= 1 - self.epsilon)  # clip passes gradient here
-        return np.where(inside, (p - t) / (p * (1 - p)) * (1.0 / n), np.zeros((), dtype=p.dtype))
+    def backward(self, cache):
+        return (ops.sigmoid_bce_backward if self.from_logits else ops.bce_backward)(cache)
 
-    def kink_state(self):
+    def kink(self, cache):
         if self.from_logits:
             return None
-        return (self._y >= self.epsilon) & (self._y <= 1 - self.epsilon)
+        return (cache.y_pred >= ops.EPSILON) & (cache.y_pred <= 1 - ops.EPSILON)
+
+    def check_targets(self, y, what="y"):
+        if y.size and y.dtype.kind in "fiub":
+            low, high = float(np.min(y)), float(np.max(y))
+            if not (0.0 <= low and high <= 1.0):  # (NaN fails too)
+                raise ValueError(f"binary_crossentropy: the targets {what} must lie in [0, 1], got values in "
+                                 f"[{low:g}, {high:g}] (images in 0..255 need x / 255 first)")
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "fusable": self.fusable}
 
 
-def _rows(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous (N, rest) view of a batch (a copy only if it was not contiguous)."""
-    return np.ascontiguousarray(a).reshape(a.shape[0], -1)
-
+_OFF = {"reduction": frozenset({"sum_over_batch_size", "auto", None}), "name": None, "dtype": None}
 
 LOSSES = {
-    "mse": MeanSquaredError,
-    "mean_squared_error": MeanSquaredError,
-    "binary_crossentropy": BinaryCrossentropy,
+    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError, "MeanSquaredError": MeanSquaredError,
+    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError, "MeanAbsoluteError": MeanAbsoluteError,
+    "binary_crossentropy": BinaryCrossentropy, "BinaryCrossentropy": BinaryCrossentropy,
     "binary_crossentropy_clipped": lambda: BinaryCrossentropy(fusable=False),
 }
 
 
-def get(identifier: str | Loss) -> Loss:
-    """Resolve 'mse' | 'binary_crossentropy' | 'binary_crossentropy_clipped' | a Loss instance."""
+def get(identifier) -> Loss:
+    """A Loss instance, a name from :data:`LOSSES`, or a saved config dict -> a Loss."""
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str) and identifier in LOSSES:
         return LOSSES[identifier]()
-    raise ValueError(f"unknown loss {identifier!r}: expected one of {sorted(LOSSES)} or a Loss instance")
+    if isinstance(identifier, dict) and identifier.get("class_name") in LOSSES \
+            and isinstance(identifier.get("config", {}), dict):
+        return LOSSES[identifier["class_name"]](**identifier.get("config", {}))
+    names = sorted(k for k in LOSSES if k.islower())
+    raise ValueError(f"unknown loss {identifier!r}: expected one of {names} or a Loss instance")
+
+
+def serialize(loss: Loss) -> str | dict:
+    """The loss's name where that rebuilds it, else {"class_name", "config"}."""
+    if type(loss) is not BinaryCrossentropy or not loss.from_logits:
+        return loss.name
+    return {"class_name": type(loss).__name__, "config": loss.get_config()}

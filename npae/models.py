@@ -1,68 +1,81 @@
-"""Keras-style models: a chain of layers with compile, fit, evaluate, predict, save and summary.
+"""Keras's models: ``Model`` (functional) and ``Sequential``, with compile, fit, evaluate, predict,
+summary, weights and model files.
 
-One batch through ``fit`` (shapes for the 784-64-784 autoencoder, batch N = 256):
-
-    x_batch (N, 784) -> Dense.forward -> (N, 64) -> Dense.forward -> z (N, 784), a = sigmoid(z)
-    loss.forward(z, y_batch) -> scalar       (fused sigmoid + BCE from the logits z)
-    + activity penalties of the layers (e.g. l1 * sum|h| / N)
-    loss.backward() -> dL/dz (N, 784)
-    Dense.backward_linear(dL/dz) -> (N, 64) -> Dense.backward -> (input gradient not needed)
-    optimizer.step(params, grads): every "<layer>/<param>" updated in place
+One batch of ``fit``: the model gathers the batch, its path (:class:`npae.reference.ReferencePath`
+with ``compile(jit_compile=False)``, else the planned fast path of :mod:`npae.fast`) runs the
+forward pass, the loss and the backward pass and fills the gradients, and the optimizer updates the
+weights from them; then the callbacks run. The two paths give the same numbers.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import math
-import os
 import signal
 import sys
 import threading
+import warnings
 
 import numpy as np
 
 from . import callbacks as cbks
-from . import elementwise, losses, optimizers
+from . import losses, optimizers
 from . import random as npae_random
-from .elementwise import ACT_CODES
-from .graph import Input, SymbolicTensor, trace_chain
-from .inference import DenseStack
-from .layers.base import Layer, Scratch, _unique_name
-from .layers.conv import Conv2D
-from .layers.core import InputLayer
-from .layers.pooling import MaxPooling2D, UpSampling2D
+from .checks import non_negative_int, pop_keras_only, positive_int
+from .graph import SymbolicTensor, trace_chain
+from .layers import Input, InputLayer, Layer
+from .layers import deserialize as deserialize_layer
+from .layers.base import check_weight, param_key, unique_name
+from .reference import ReferencePath
+from .saving import ModelFileError, read_model_file, write_model_file
 
-__all__ = ["Model", "Sequential", "load_model"]
+__all__ = ["Model", "Sequential", "load_model", "Input"]
 
 
 class Model:
-    """A functional model: ``Model(inputs=x, outputs=h)`` (also ``Model(input=x, output=h)``).
+    """A functional model: ``Model(inputs=x, outputs=h)`` (also Keras 2's ``Model(input=x, output=h)``).
 
-    ``layers`` lists the InputLayer first, as Keras does, so ``model.layers[-1]`` is the last layer.
+    ``layers`` lists the InputLayer first, as Keras does, so ``model.layers[-1]`` is the last
+    layer. A layer applied more than once (``h = d(d(x))``) has its weights once and its
+    gradients summed over its uses.
     """
 
-    def __init__(self, inputs=None, outputs=None, name: str | None = None, *, input=None, output=None):  # noqa: A002
+    def __init__(self, inputs=None, outputs=None, name: str | None = None, *, input=None, output=None,  # noqa: A002
+                 **kwargs):
+        pop_keras_only("Model", kwargs, {"trainable": True}, strict=True)
         inputs = inputs if inputs is not None else input
         outputs = outputs if outputs is not None else output
-        self.name = name or _unique_name("Functional")
+        self.name = name or unique_name("Functional")
         self.optimizer: optimizers.Optimizer | None = None
         self.loss: losses.Loss | None = None
         self.stop_training = False
         self.history = None
-        self._gradient_arrays = _GradientArrays()
-        self._scratch = Scratch()
+        self._jit_compile: bool | str = "auto"
+        self._paths: dict = {}
         if inputs is None and outputs is None and isinstance(self, Sequential):
-            self._input_layer, self._layers = None, []
+            self._input_layer, self._chain = None, []
             return
         if inputs is None or outputs is None:
             raise ValueError("Model: give both inputs and outputs, e.g. Model(inputs=x, outputs=h)")
         chain = trace_chain(inputs, outputs)
-        self._input_layer, self._layers = chain[0], chain[1:]
+        self._input_layer, self._chain = chain[0], chain[1:]
+        self._check_names()
 
     # -- structure -----------------------------------------------------------------------------
     @property
     def layers(self) -> list[Layer]:
-        return [self._input_layer, *self._layers]
+        """The input layer, then every layer once, in order (Keras's ``model.layers``)."""
+        return [self._input_layer, *self._unique_layers()]
+
+    def _unique_layers(self) -> list[Layer]:
+        return list(dict.fromkeys(self._chain))
+
+    def _check_names(self) -> None:
+        seen: dict[str, Layer] = {}
+        for layer in [self._input_layer, *self._chain]:
+            if layer is not None and seen.setdefault(layer.name, layer) is not layer:
+                raise ValueError(f"{self.name}: two layers are named {layer.name!r}; layer names in a model must "
+                                 "be unique")
 
     @property
     def input_shape(self) -> tuple:
@@ -70,248 +83,255 @@ class Model:
 
     @property
     def output_shape(self) -> tuple:
-        last = self._layers[-1] if self._layers else self._input_layer
+        last = self._chain[-1] if self._chain else self._input_layer
         return (None, *last.output_shape)
 
     @property
     def dtype(self) -> np.dtype:
-        return next((layer.dtype for layer in self._layers if layer.params), np.dtype(np.float32))
+        return next((layer.dtype for layer in self._chain if layer.params), np.dtype(np.float32))
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name, or by its index in ``layers`` (Keras's ``get_layer``)."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer: give exactly one of name= or index=")
+        if index is not None:
+            layers = self.layers
+            if isinstance(index, bool) or not isinstance(index, int) or not -len(layers) <= index < len(layers):
+                raise ValueError(f"get_layer: index must be an int in [0, {len(layers)}), got {index!r}")
+            return layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"get_layer: no layer named {name!r}; the layers are {[lyr.name for lyr in self.layers]}")
 
     def parameters(self) -> dict[str, np.ndarray]:
-        """Every weight, keyed ``"<layer name>/<param name>"`` (the optimizer's state keys)."""
-        return {f"{layer.name}/{k}": v for layer in self._layers for k, v in layer.params.items()}
+        """Every weight, keyed ``"<layer name>/<weight name>"`` (the optimizer's state keys)."""
+        return {param_key(layer, k): v for layer in self._unique_layers() for k, v in layer.params.items()}
 
     def gradients(self) -> dict[str, np.ndarray]:
-        """The gradients of the last backward pass, with the keys of :meth:`parameters`."""
-        return {f"{layer.name}/{k}": v for layer in self._layers for k, v in layer.grads.items()}
+        """The gradients of the last training step, keyed as :meth:`parameters` (trainable weights only)."""
+        return self._grad_arrays()
+
+    def _grad_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays the paths write gradients into, one per trainable weight, kept from step to step."""
+        want = {param_key(layer, k): v for layer in self._unique_layers() if layer.trainable
+                for k, v in layer.params.items()}
+        have = self.__dict__.get("_grads")
+        if have is None or have.keys() != want.keys() or any(have[k].shape != v.shape or have[k].dtype != v.dtype
+                                                             for k, v in want.items()):
+            have = self._grads = {k: np.zeros_like(v) for k, v in want.items()}
+        return have
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """Every weight (the arrays themselves), layer by layer in Keras's order."""
+        return [w for layer in self._unique_layers() for w in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        return [w for layer in self._unique_layers() if layer.trainable for w in layer.weights]
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        return [w for layer in self._unique_layers() if not layer.trainable for w in layer.weights]
 
     def count_params(self) -> int:
-        return sum(layer.count_params() for layer in self._layers)
+        return sum(layer.count_params() for layer in self._unique_layers())
 
     def get_weights(self) -> list[np.ndarray]:
-        """All weights in Keras's order: layer by layer, kernel then bias."""
-        return [w for layer in self._layers for w in layer.get_weights()]
+        """Copies of all weights in Keras's order: layer by layer, kernel then bias."""
+        return [w.copy() for w in self.weights]
 
-    def set_weights(self, weights: list[np.ndarray]) -> None:
-        """Set all weights from a list in :meth:`get_weights` order (e.g. from a Keras model)."""
-        expected = sum(len(layer.get_weights()) for layer in self._layers)
-        if len(weights) != expected:
-            raise ValueError(f"{self.name}: expected {expected} weight arrays, got {len(weights)}")
-        i = 0
-        for layer in self._layers:
-            k = len(layer.get_weights())
-            layer.set_weights(weights[i:i + k])
-            i += k
+    def set_weights(self, weights) -> None:
+        """Set all weights from a list in :meth:`get_weights` order (e.g. from a Keras model). Every
+        array is checked (count, shape, real numbers) before any is set."""
+        weights = list(weights)
+        targets = [(layer, k) for layer in self._unique_layers() for k in layer.param_order if k in layer.params]
+        if len(weights) != len(targets):
+            raise ValueError(f"{self.name}: expected {len(targets)} weight arrays, got {len(weights)}")
+        checked = [check_weight(w, layer.params[k].shape, f"{layer.name}.{k}") for (layer, k), w in
+                   zip(targets, weights)]
+        for (layer, k), w in zip(targets, checked):
+            layer.params[k][...] = w
 
     def astype(self, dtype) -> Model:
-        """Cast every weight and optimizer slot to ``dtype`` (float64 for gradient checks), and the
-        input layer, which casts the data (a Sequential's ``layers`` leaves it out)."""
-        for layer in (self._input_layer, *self._layers):
+        """Cast every weight and optimizer slot to ``dtype`` (float64 for gradient checks)."""
+        for layer in (self._input_layer, *self._unique_layers()):
             if layer is not None:
                 layer.astype(dtype)
-        self._gradient_arrays = _GradientArrays()
         if self.optimizer is not None:
             for slots in self.optimizer.state.values():
                 for s in slots:
                     slots[s] = slots[s].astype(dtype)
+        self._paths = {}
         return self
 
-    # -- compile and one step ------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, **_ignored) -> None:
-        """Choose the optimizer ('adam' | 'adadelta' | 'sgd' | instance) and loss
-        ('mse' | 'binary_crossentropy' | 'binary_crossentropy_clipped' | instance)."""
+    # -- compile -------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_compile="auto", **kwargs) -> None:
+        """Choose the optimizer ('rmsprop' | 'adam' | 'adadelta' | 'sgd' | an instance), the loss
+        ('mse' | 'mae' | 'binary_crossentropy' | 'binary_crossentropy_clipped' | an instance) and
+        the path: ``jit_compile=False`` runs every batch on the NumPy reference path
+        (:mod:`npae.reference`), ``"auto"`` (Keras's default) or True on the compiled fast path
+        (:mod:`npae.fast`). Both give the same numbers."""
+        pop_keras_only("compile", kwargs, {"loss_weights": None, "weighted_metrics": None, "run_eagerly": False,
+                                           "steps_per_execution": 1, "auto_scale_loss": True}, strict=True)
         if loss is None:
             raise ValueError("compile: give a loss, e.g. loss='binary_crossentropy'")
+        if metrics:
+            raise NotImplementedError(f"compile: metrics={metrics!r} are not supported by npae yet")
+        if jit_compile not in (True, False, "auto"):
+            raise ValueError(f"compile: jit_compile must be True, False or 'auto', got {jit_compile!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
-        last = self._layers[-1] if self._layers else None
-        # A final sigmoid followed by BCE is computed from the logits (stable, TensorFlow's path).
-        self._fused = (isinstance(self.loss, losses.BinaryCrossentropy) and self.loss.fusable
-                       and not self.loss.from_logits and last is not None and last.activation.name == "sigmoid"
-                       and last.activity_regularizer is None)
-        if self._fused:
-            self._logit_loss = losses.BinaryCrossentropy(from_logits=True)
+        self._jit_compile = jit_compile
+        self._paths = {}
+
+    @property
+    def jit_compile(self) -> bool:
+        """Whether batches run on the compiled fast path (False: the NumPy reference path)."""
+        return self._jit_compile is not False
+
+    @property
+    def fuses_sigmoid_into_loss(self) -> bool:
+        """Whether the last layer's sigmoid meets binary cross-entropy, computed from the logits
+        (both paths do this: it is TensorFlow's stable form, not a speed trick)."""
+        last = self._chain[-1] if self._chain else None
+        return (isinstance(self.loss, losses.BinaryCrossentropy) and self.loss.fusable and not self.loss.from_logits
+                and last is not None and last.activation is not None and last.activation.name == "sigmoid"
+                and last.activity_regularizer is None)
+
+    @property
+    def path(self):
+        """What runs this model's batches: a :class:`npae.reference.ReferencePath`, or with
+        ``jit_compile`` a :class:`npae.fast.FastPath`, whose ``plan(mode)`` shows the steps."""
+        return self._path()
+
+    def _path(self, jit: bool | None = None):
+        """The object that runs batches: ReferencePath or the fast path's, built once per setting."""
+        jit = self.jit_compile if jit is None else jit
+        path = self._paths.get(jit)
+        if path is None:  # (compile, astype and Sequential.add start afresh)
+            fused = self.fuses_sigmoid_into_loss
+            head = losses.BinaryCrossentropy(from_logits=True) if fused else self.loss
+            if jit:
+                from .fast import FastPath  # the fast path imports Numba: only when asked for
+
+                path = FastPath(self._chain, head, fused)
+            else:
+                path = ReferencePath(self._chain, head, fused)
+            self._paths[jit] = path
+        return path
 
     def _require_compiled(self) -> None:
         if self.loss is None:
             raise RuntimeError(f"{self.name}: call compile(optimizer=..., loss=...) before fit or evaluate")
 
-    @contextlib.contextmanager
-    def _reusing_buffers(self):
-        """Within compute_gradients, evaluate and predict every layer result is used before that
-        layer runs again, so layers and losses write results into kept buffers (see
-        ``Layer.result_buffer``). Restores the previous setting, so these methods can nest. The
-        layers also share one scratch memory (``Scratch``)."""
-        for layer in self._layers:
-            layer.scratch = self._scratch
-        parts = [*self._layers, self.loss, getattr(self, "_logit_loss", None)]
-        parts = [p for p in parts if p is not None]
-        before = [p.reuse_buffers for p in parts]
-        for p in parts:
-            p.reuse_buffers = True
-        try:
-            yield
-        finally:
-            for p, b in zip(parts, before):
-                p.reuse_buffers = b
+    # -- one batch -----------------------------------------------------------------------------
+    def forward(self, x, training: bool = False) -> np.ndarray:
+        """The output for x, layer by layer on the reference path (new arrays; for reading and
+        stepping through, whatever ``compile`` chose)."""
+        return ReferencePath(self._chain).forward(self._as_input(x), training)[0]
 
-    def forward(self, x: np.ndarray, training: bool = False, logits: bool = False) -> np.ndarray:
-        """Run the layers in order: (N, *input_shape) -> (N, *output_shape). With ``logits`` the last
-        layer stops before its activation."""
-        return self._forward(x, training, logits, fuse=False)
-
-    def _forward(self, x: np.ndarray, training: bool, logits: bool, fuse: bool = True) -> np.ndarray:
-        out = self._input_layer.forward(x)
-        for step in self._forward_steps(training, logits, fuse):
-            out = self._layer_forward(out, training, *step)
-        return out
-
-    def _forward_steps(self, training: bool, logits: bool, fuse: bool = True) -> list[tuple]:
-        """(layer, from_logits, upsampled_input, pooled_by) for every layer that runs, in order;
-        kept for the backward pass.
-
-        With ``fuse`` (the model's own methods; ``forward`` runs every layer as it is), an
-        UpSampling2D followed by a Conv2D is left out when the Conv2D says so
-        (``Conv2D.reads_upsampled``) and the convolution reads its input upsampled on the fly
-        (``upsampled_input``): the same result without the upsampled tensor or its gradient. A
-        MaxPooling2D after a Conv2D that can pool in its kernel (``Conv2D.pools_in_kernel``) is
-        left out too: the convolution returns the pooled output (``pooled_by``) and takes its
-        gradient, without the convolution's own output or its gradient."""
-        layers, steps = self._layers, []
-        for i, layer in enumerate(layers):
-            before = layers[i - 1] if i > 0 else None
-            up = None
-            if fuse and isinstance(layer, Conv2D) and isinstance(before, UpSampling2D) and \
-                    layer.reads_upsampled(before.size, training):
-                steps.pop()
-                up = before.size
-            if fuse and isinstance(layer, MaxPooling2D) and isinstance(before, Conv2D) and steps[-1][2] is None \
-                    and before.pools_in_kernel(layer, training):
-                steps[-1] = (before, False, None, layer)
-                continue
-            steps.append((layer, logits and i == len(layers) - 1, up, None))
-        self._steps = steps
-        return steps
-
-    @staticmethod
-    def _layer_forward(x: np.ndarray, training: bool, layer: Layer, from_logits: bool, up, pool=None) -> np.ndarray:
-        """One step of :meth:`_forward_steps` (``up`` and ``pool``, if any, set on the layer for
-        this call only)."""
-        if up is None and pool is None:
-            return layer.forward_logits(x, training) if from_logits else layer.forward(x, training)
-        layer.upsampled_input, layer.pooled_by = up, pool
-        try:
-            return Model._layer_forward(x, training, layer, from_logits, None)
-        finally:
-            layer.upsampled_input = layer.pooled_by = None
-
-    def compute_loss(self, x: np.ndarray, y: np.ndarray, training: bool = True) -> float:
-        """Forward pass, then loss + every activity penalty (the training objective)."""
+    def compute_loss(self, x, y, training: bool = True) -> float:
+        """The training objective on one batch: the loss plus every activity penalty."""
         self._require_compiled()
-        with self._reusing_buffers():
-            out = self._forward(x, training, logits=self._fused)
-            value = (self._logit_loss if self._fused else self.loss).forward(out, y)
-            return value + sum(layer.regularization_loss() for layer in self._layers)
+        x, y = self._check_data(x, y)
+        return self._path().loss_value(self._as_input(x), self._as_target(y), training)
 
-    def compute_gradients(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Forward, loss, backward through the layers in reverse; fills every ``layer.grads``."""
-        with self._reusing_buffers():
-            value = self.compute_loss(x, y, training=True)
-            grad = (self._logit_loss if self._fused else self.loss).backward()
-            for layer, *how in self._backward_steps():
-                grad = self._layer_backward(layer, grad, *how)
-        return value
+    def compute_gradients(self, x, y) -> float:
+        """Forward, loss and backward on one batch; fills :meth:`gradients` and returns the loss."""
+        self._require_compiled()
+        x, y = self._check_data(x, y)
+        return self._path().gradients(self._as_input(x), self._as_target(y), self._grad_arrays())
 
-    def _backward_steps(self) -> list[tuple[Layer, bool, bool, tuple[int, int] | None, bool]]:
-        """(layer, from_logits, overwrite_grad, upsampled_input, through_relu) for the layers the
-        last forward pass ran, in reverse, and ``needs_input_grad`` set on each (nobody needs dL/dx
-        of the first). A fused last layer takes dL/dz from the loss (``backward_logits``). A
-        gradient from the layer above is used once and may be overwritten; the loss's own (when
-        unfused) stays what ``loss.backward()`` returns. A MaxPooling2D over a relu layer (without
-        an activity penalty) hands that layer dL/dz (``through_relu``), which it takes as from
-        logits: one pass over the gradient instead of two."""
-        steps, last, gets_dz = [], len(self._steps) - 1, False
-        for i in range(last, -1, -1):
-            layer, from_logits, up, _ = self._steps[i]
-            layer.needs_input_grad = i > 0
-            below = self._steps[i - 1][0] if i > 0 else None
-            through_relu = isinstance(layer, MaxPooling2D) and below is not None and \
-                below.activation.code == ACT_CODES["relu"] and below.activity_regularizer is None
-            steps.append((layer, from_logits or gets_dz, i < last or self._fused, up, through_relu))
-            gets_dz = through_relu  # the layer below then takes dL/dz as from logits
-        return steps
+    def kinks(self, x, y) -> list[np.ndarray]:
+        """Masks that change where the training objective at (x, y) has no derivative (for
+        :func:`npae.gradcheck.check_model`)."""
+        self._require_compiled()
+        return self._path(jit=False).kinks(self._as_input(x), self._as_target(y))
 
-    def _layer_backward(self, layer: Layer, grad: np.ndarray, from_logits: bool, overwrite: bool, up=None,
-                        through_relu: bool = False):
-        """One step of :meth:`_backward_steps`, the layer's input gradient written into an array
-        lent from the model's shared gradient arrays (``_GradientArrays``); with ``up``, a gradient
-        for the image before that upsampling."""
-        if layer.needs_input_grad:
-            size = grad.shape[0] * math.prod(layer.input_shape) // math.prod(up or (1, 1))
-            layer.lent = {"dx": self._gradient_arrays.pick(size, grad.dtype, busy=grad)}
-        try:
-            if from_logits:
-                return layer.backward_logits(grad)
-            if through_relu:
-                return layer.backward(grad, overwrite_grad=overwrite, through_relu=True)
-            return layer.backward(grad, overwrite_grad=overwrite)
-        finally:
-            layer.lent = None
-
-    def train_on_batch(self, x: np.ndarray, y: np.ndarray) -> float:
-        """One optimizer step on one batch; returns the loss before the step."""
-        value = self.compute_gradients(*self._check_data(x, y))
+    def train_on_batch(self, x, y) -> float:
+        """One optimizer step on one batch; returns the loss before the step (no step if it is
+        not finite)."""
+        value = self.compute_gradients(x, y)
         if math.isfinite(value):
-            self.optimizer.step(self.parameters(), self.gradients())
+            self.optimizer.step(self.parameters(), self._grad_arrays(), self._path().optimizer_ops)
         return value
+
+    def test_on_batch(self, x, y) -> float:
+        """The loss (penalties included) on one batch, in inference mode."""
+        return self.compute_loss(x, y, training=False)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """The output for one batch."""
+        return self.predict(x, batch_size=max(len(np.asarray(x)), 1))
 
     # -- data ----------------------------------------------------------------------------------
-    def _check_x(self, x, what="x") -> np.ndarray:
+    def _check_x(self, x, what: str = "x") -> np.ndarray:
         x = np.asarray(x)
         want = self.input_shape[1:]
-        if x.ndim != len(want) + 1 or x.shape[1:] != want:
-            raise ValueError(f"{self.name}: expected {what} of shape (n, {', '.join(map(str, want))}), "
-                             f"got {x.shape}")
         if x.dtype.kind not in "fiub":
-            raise TypeError(f"{self.name}: {what} must be numeric, got dtype {x.dtype}")
+            raise TypeError(f"{self.name}: {what} must hold real numbers, got dtype {x.dtype}")
+        if x.ndim != len(want) + 1 or x.shape[1:] != want:
+            raise ValueError(f"{self.name}: expected {what} of shape (n, {', '.join(map(str, want))}), got {x.shape}")
         return x
 
-    def _check_data(self, x, y):
-        x = self._check_x(x)
+    def _check_data(self, x, y, what: str = "") -> tuple[np.ndarray, np.ndarray]:
+        x = self._check_x(x, f"{what}x")
         y = np.asarray(y)
         want = self.output_shape[1:]
+        if y.dtype.kind not in "fiub":
+            raise TypeError(f"{self.name}: {what}y must hold real numbers, got dtype {y.dtype}")
         if y.shape != (len(x), *want):
-            raise ValueError(f"{self.name}: expected y of shape ({len(x)}, {', '.join(map(str, want))}) to match "
-                             f"x and the model's output, got {y.shape}")
+            raise ValueError(f"{self.name}: expected {what}y of shape ({len(x)}, {', '.join(map(str, want))}) to "
+                             f"match {what}x and the model's output, got {y.shape}")
         return x, y
 
+    def _as_input(self, x) -> np.ndarray:
+        return np.ascontiguousarray(self._check_x(x), dtype=self.dtype)
+
+    def _as_target(self, y) -> np.ndarray:
+        return np.ascontiguousarray(y, dtype=self.dtype)
+
     # -- fit / evaluate / predict --------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose: int = 1, callbacks=None,
-            validation_data=None, shuffle: bool = True, seed: int | None = None, initial_epoch: int = 0):
+    def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose=1, callbacks=None,
+            validation_split: float = 0.0, validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
+            seed: int | None = None, **kwargs):
         """Train for ``epochs`` passes over (x, y) in shuffled mini-batches; returns a History.
 
         Each epoch logs ``loss`` (the sample-weighted mean of the batch losses, penalties
-        included) and, with ``validation_data=(xv, yv)``, ``val_loss``. A non-finite loss stops
-        training before its batch is applied; Ctrl-C stops after the current batch.
-        ``initial_epoch`` (Keras's meaning): run epochs ``initial_epoch .. epochs - 1``, e.g. to
-        resume after :meth:`load_weights`; with a ``seed`` the resumed run is the same as an
-        uninterrupted one.
+        included) and, with ``validation_data=(xv, yv)`` or ``validation_split`` (the last
+        fraction of x and y, taken before shuffling, as Keras), ``val_loss``. A non-finite loss
+        stops training before its batch is applied. Ctrl-C stops after the current batch: the
+        interrupted epoch is not counted (``history.interrupted`` is True). ``initial_epoch``
+        (Keras's meaning): run epochs ``initial_epoch .. epochs - 1``, e.g. to resume after
+        :meth:`load_weights`; with a ``seed`` the resumed run is the same as an unbroken one.
         """
+        pop_keras_only("fit", kwargs, {"class_weight": None, "sample_weight": None, "steps_per_epoch": None,
+                                       "validation_steps": None, "validation_batch_size": None,
+                                       "validation_freq": 1}, strict=True)
         self._require_compiled()
-        _check_positive_int(initial_epoch, "initial_epoch", allow_zero=True)
+        batch_size = 32 if batch_size is None else positive_int(batch_size, "fit: batch_size")
+        epochs = non_negative_int(epochs, "fit: epochs")
+        initial_epoch = non_negative_int(initial_epoch, "fit: initial_epoch")
+        if seed is not None:
+            seed = non_negative_int(seed, "fit: seed")
         x, y = self._check_data(x, y)
+        if validation_split:
+            x, y, validation_data = _split_off(x, y, validation_split, validation_data)
+        if len(x) == 0:
+            raise ValueError(f"{self.name}: fit got no training samples (x has shape {x.shape})")
+        self.loss.check_targets(y)
         if validation_data is not None:
-            validation_data = self._check_data(*validation_data)
-        _check_positive_int(batch_size, "batch_size")
-        _check_positive_int(epochs, "epochs", allow_zero=True)
+            validation_data = self._check_validation(validation_data)
         # with a seed, epoch e shuffles with its own generator seeded (seed, e): a run resumed at
         # initial_epoch=e sees the same batches as one that never stopped
         rng = npae_random.get_generator()
         n, steps = len(x), math.ceil(len(x) / batch_size)
         callbacks = cbks.CallbackList(callbacks, model=self, verbose=verbose, epochs=epochs, steps=steps)
+        path, params, grads = self._path(), self.parameters(), self._grad_arrays()
         xbuf = np.empty((min(batch_size, n), *x.shape[1:]), dtype=self.dtype)  # reused every batch
         ybuf = None if y is x else np.empty((min(batch_size, n), *y.shape[1:]), dtype=self.dtype)
-        params, grads = self.parameters(), self.gradients()
         self.stop_training = False
         callbacks.on_train_begin()
         with _StopOnInterrupt() as interrupt:
@@ -323,90 +343,96 @@ class Model:
                 total, seen = 0.0, 0
                 for step in range(steps):
                     idx = order[step * batch_size:(step + 1) * batch_size]
-                    xb = _gather(x, idx, xbuf)  # (B, ...) views of the buffers
-                    yb = xb if y is x else _gather(y, idx, ybuf)  # an autoencoder's target is its input
-                    value = self.compute_gradients(xb, yb)  # forward, loss, backward
+                    xb = _gather(path, x, idx, xbuf)  # (B, ...) views of the buffers
+                    yb = xb if y is x else _gather(path, y, idx, ybuf)  # an autoencoder's target is its input
+                    callbacks.on_train_batch_begin(step)
+                    value = path.gradients(xb, yb, grads)  # forward, loss, backward
                     if not callbacks.on_batch_loss(epoch, step, value):
                         break  # non-finite loss: the step is not applied
-                    self.optimizer.step(params, grads)
+                    self.optimizer.step(params, grads, path.optimizer_ops)
                     total, seen = total + value * len(idx), seen + len(idx)
-                    callbacks.on_batch_end(step, {"loss": total / seen})
+                    callbacks.on_train_batch_end(step, {"loss": total / seen})
                     if interrupt.requested or self.stop_training:
                         break
-                if seen == 0:
+                if interrupt.requested or seen < n:  # an epoch cut short is not an epoch
                     break
                 logs = {"loss": total / seen}
                 if validation_data is not None:
-                    logs["val_loss"] = self.evaluate(*validation_data, batch_size=batch_size)
+                    logs["val_loss"] = self._evaluate(*validation_data, batch_size)
                 callbacks.on_epoch_end(epoch, logs)
-                if interrupt.requested or self.stop_training:
+                if self.stop_training:
                     break
+        callbacks.history.interrupted = interrupt.requested
         callbacks.on_train_end()
         self.history = callbacks.history
         return self.history
 
-    def evaluate(self, x, y, batch_size: int = 32, verbose: int = 0) -> float:
-        """The loss (penalties included) over (x, y), computed in batches."""
+    def _check_validation(self, data):
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            what = f"a {type(data).__name__}" + (f" of {len(data)}" if isinstance(data, (tuple, list)) else "")
+            raise ValueError(f"{self.name}: validation_data must be a tuple (x_val, y_val), got {what}")
+        if len(data) == 3 and data[2] is not None:
+            raise NotImplementedError(f"{self.name}: validation_data with sample weights (x, y, sample_weight) is "
+                                      "not supported by npae")
+        xv, yv = self._check_data(data[0], data[1], "validation ")
+        if len(xv) == 0:
+            raise ValueError(f"{self.name}: validation_data holds no samples")
+        self.loss.check_targets(yv, "validation y")
+        return xv, yv
+
+    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose=0, **kwargs) -> float:
+        """The loss (penalties included) over (x, y), computed in batches in inference mode."""
+        pop_keras_only("evaluate", kwargs, {"sample_weight": None, "steps": None, "return_dict": False},
+                       strict=True)
         self._require_compiled()
+        batch_size = 32 if batch_size is None else positive_int(batch_size, "evaluate: batch_size")
         x, y = self._check_data(x, y)
-        _check_positive_int(batch_size, "batch_size")
-        total = 0.0
+        if len(x) == 0:
+            raise ValueError(f"{self.name}: evaluate got no samples (x has shape {x.shape})")
+        self.loss.check_targets(y)
+        return self._evaluate(x, y, batch_size)
+
+    def _evaluate(self, x, y, batch_size) -> float:
+        path, total = self._path(), 0.0
         for s in range(0, len(x), batch_size):
-            xb = np.asarray(x[s:s + batch_size], dtype=self.dtype)
-            yb = np.asarray(y[s:s + batch_size], dtype=self.dtype)
-            total += self.compute_loss(xb, yb, training=False) * len(xb)
-        return total / max(len(x), 1)
+            xb = np.ascontiguousarray(x[s:s + batch_size], dtype=self.dtype)
+            total += path.loss_value(xb, self._as_target(y[s:s + batch_size])) * len(xb)
+        return total / len(x)
 
-    def predict(self, x, batch_size: int = 32, verbose: int = 0) -> np.ndarray:
-        """Outputs (n, *output_shape), computed into one preallocated array: batch by batch (the
-        last layer writes each batch's output straight into it), or, for a model of Dense layers
-        only, by one kernel per chunk of rows (``npae.inference``; batch_size then only bounds
-        the memory of casting x to the model's dtype)."""
+    def predict(self, x, batch_size: int | None = None, verbose=0, **kwargs) -> np.ndarray:
+        """Outputs (n, *output_shape), computed batch by batch into one array."""
+        pop_keras_only("predict", kwargs, {"steps": None}, strict=True)
+        batch_size = 32 if batch_size is None else positive_int(batch_size, "predict: batch_size")
         x = self._check_x(x)
-        _check_positive_int(batch_size, "batch_size")
         out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
-        stack = self._dense_stack()
-        if stack is not None:
-            return self._predict_dense_stack(stack, x, batch_size, out)
-        last = self._layers[-1] if self._layers else None
-        with self._reusing_buffers():  # each batch's output is used (copied, or lent) before the next
-            try:
-                for s in range(0, len(x), batch_size):
-                    target = out[s:s + batch_size]
-                    if last is not None:
-                        last.lent = {"out": target.reshape(-1)}
-                    res = self._forward(np.asarray(x[s:s + batch_size], dtype=self.dtype), False, False)
-                    if not np.may_share_memory(res, target):  # (0.7 us; comparing .ctypes.data: 5.5)
-                        target[...] = res  # a layer that returns a view of its input (Flatten, ...)
-            finally:
-                if last is not None:
-                    last.lent = None
+        path = self._path()
+        for s in range(0, len(x), batch_size):
+            path.predict(np.ascontiguousarray(x[s:s + batch_size], dtype=self.dtype), out[s:s + batch_size])
         return out
 
-    def _dense_stack(self) -> DenseStack | None:
-        """The model's layers as one inference kernel, if they are all Dense (kept: it holds
-        scratch memory)."""
-        layers, kept = tuple(self._layers), self.__dict__.get("_stack")
-        if kept is None or kept[0] != layers:  # (a Sequential can grow)
-            kept = self._stack = (layers, DenseStack.of(layers))
-        return kept[1]
-
-    def _predict_dense_stack(self, stack: DenseStack, x: np.ndarray, batch_size: int, out: np.ndarray):
-        ready = x.dtype == self.dtype and x.flags.c_contiguous  # rows of x are then passed as they are
-        chunk = max(len(x) if ready else max(batch_size, 4096), 1)
-        for s in range(0, len(x), chunk):
-            stack.forward(np.ascontiguousarray(x[s:s + chunk], dtype=self.dtype), out[s:s + chunk])
-        return out
-
-    def __call__(self, x):
-        """Data in, data out (``model(x)`` = ``model.predict(x)``)."""
+    def __call__(self, x, training: bool = False):
+        """Data in, data out: the output for the whole array x, on the model's path."""
         if isinstance(x, SymbolicTensor):
             raise TypeError("npae models cannot be nested in other models; call their layers instead")
-        return self.predict(x)
+        if training:
+            return self.forward(x, training=True)
+        return self.predict(x, batch_size=max(len(np.asarray(x)), 1))
+
+    def __deepcopy__(self, memo):
+        clone = copy.copy(self)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            if key != "_paths":
+                setattr(clone, key, copy.deepcopy(value, memo))
+        clone._paths = {}
+        return clone
 
     # -- reporting and files ------------------------------------------------------------------
     def summary(self, print_fn=print) -> None:
         """Print layers, output shapes and parameter counts the way Keras does."""
+        if self._input_layer is None:
+            raise ValueError(f"{self.name}: this model has not been built yet; start it with Input(shape=...) "
+                             "or call build(input_shape) first")
         rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
                  f"{layer.count_params():,}") for layer in self.layers]
         w = [max(28, *(len(r[0]) + 2 for r in rows)), max(26, *(len(r[1]) + 2 for r in rows)), 12]
@@ -418,67 +444,99 @@ class Model:
         for r in rows:
             print_fn(r[0].ljust(w[0]) + r[1].ljust(w[1]) + r[2])
         print_fn(line)
-        total = self.count_params()
-        print_fn(f"Total params: {total:,}\nTrainable params: {total:,}\nNon-trainable params: 0")
+        trainable = sum(w.size for w in self.trainable_weights)
+        print_fn(f"Total params: {self.count_params():,}\nTrainable params: {trainable:,}\n"
+                 f"Non-trainable params: {self.count_params() - trainable:,}")
         print_fn("_" * sum(w))
+
+    def get_config(self) -> dict:
+        """The JSON description of the architecture (and compile settings) a model file holds."""
+        if self._input_layer is None:
+            raise ValueError(f"{self.name}: a model without an input shape cannot be described")
+        first_use: dict[int, int] = {}
+        specs = []
+        for i, layer in enumerate(self._chain):
+            if id(layer) in first_use:  # a shared layer: its first use holds it
+                specs.append({"class_name": "SharedLayer", "config": {"index": first_use[id(layer)]}})
+            else:
+                first_use[id(layer)] = i
+                specs.append({"class_name": type(layer).__name__, "config": layer.get_config()})
+        opt = self.optimizer
+        return {"class_name": type(self).__name__, "name": self.name, "input_shape": list(self.input_shape[1:]),
+                "dtype": self.dtype.name, "input_name": self._input_layer.name, "layers": specs,
+                "compile": None if opt is None else {"optimizer": opt.get_config(), "loss": losses.serialize(self.loss),
+                                                     "iterations": opt.iterations}}
 
     def save(self, path) -> None:
         """Architecture, weights and optimizer state in one .npz, written atomically."""
-        from .io import save_model
-
-        save_model(self, path)
+        config = self.get_config()
+        opt = self.optimizer
+        slot_keys = [(k, s) for k, slots in (opt.state.items() if opt else []) for s in slots]
+        if config["compile"] is not None:
+            config["compile"]["slots"] = [list(ks) for ks in slot_keys]
+        arrays = {f"weight_{i}": w for i, w in enumerate(self.get_weights())}
+        arrays.update({f"opt_{j}": opt.state[k][s] for j, (k, s) in enumerate(slot_keys)})
+        write_model_file(path, config, arrays)
 
     def load_weights(self, path) -> None:
         """Copy the weights (and, when both models use the same optimizer, its state and step
         count) from a model file written by :meth:`save` into this model, which must have the same
         layers in the same order. Used to resume training; errors name what differs."""
-        from .io import ModelFileError, load_model
-
         def layout(model):
-            return [(type(layer).__name__, {k: v.shape for k, v in layer.params.items()}) for layer in model._layers]
+            return [(type(layer).__name__, {k: v.shape for k, v in layer.params.items()})
+                    for layer in model._unique_layers()]
 
         other = load_model(path)
         mine, theirs = layout(self), layout(other)
         if mine != theirs:
-            raise ModelFileError(f"{os.fspath(path)!r} holds a different architecture: expected layers {mine}, "
-                                 f"got {theirs}")
+            raise ModelFileError(f"{path!s}: holds a different architecture: expected layers {mine}, got {theirs}")
         self.set_weights(other.get_weights())
         opt, saved = self.optimizer, other.optimizer
         if opt is not None and saved is not None and opt.get_config() == saved.get_config():
             opt.iterations = saved.iterations
-            saved_state = saved.state
-            # optimizer state is keyed "<layer name>/<param>"; layer names may differ between
-            # processes, so match parameters by position
-            opt.state = {key: {s: a.copy() for s, a in saved_state[old].items()}
-                         for key, old in zip(self.parameters(), other.parameters()) if old in saved_state}
+            # optimizer state is keyed "<layer name>/<weight>"; names may differ between
+            # processes, so parameters are matched by position
+            opt.state = {key: {s: a.copy() for s, a in saved.state[old].items()}
+                         for key, old in zip(self.parameters(), other.parameters()) if old in saved.state}
 
 
 class Sequential(Model):
     """A plain stack: ``Sequential([Input(shape=(784,)), Dense(64, activation='relu'), ...])``.
     Unlike functional models its ``layers`` omit the InputLayer, as in Keras."""
 
-    def __init__(self, layers=None, name: str | None = None):
-        super().__init__(name=name or _unique_name("Sequential"))
+    def __init__(self, layers=None, name: str | None = None, **kwargs):
+        super().__init__(name=name or unique_name("Sequential"), **kwargs)
         for layer in layers or []:
             self.add(layer)
 
     @property
     def layers(self) -> list[Layer]:
-        return list(self._layers)
+        return self._unique_layers()
 
     def add(self, layer) -> None:
         if isinstance(layer, SymbolicTensor):
-            if self._input_layer is not None or self._layers:
+            if self._input_layer is not None or self._chain:
                 raise ValueError(f"{self.name}: an Input can only come first")
             self._input_layer = layer.layer
             return
+        if isinstance(layer, InputLayer):
+            if self._input_layer is not None or self._chain:
+                raise ValueError(f"{self.name}: an InputLayer can only come first")
+            self._input_layer = layer
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"{self.name}: expected a layer, got {type(layer).__name__}")
-        if self._input_layer is None and not self._layers and layer.input_shape is not None:
+        if self._input_layer is None and not self._chain and layer.input_shape is not None:
             self._input_layer = InputLayer(layer.input_shape)
-        self._layers.append(layer)
+        self._chain.append(layer)
         if self._input_layer is not None:
-            self.build()
+            try:
+                self.build()
+            except ValueError:
+                self._chain.pop()
+                raise
+        self._check_names()
+        self._paths = {}
 
     def build(self, input_shape=None) -> None:
         """Build every layer for ``input_shape`` (without batch axis), checking each link."""
@@ -487,7 +545,7 @@ class Sequential(Model):
                 raise ValueError(f"{self.name}: the input shape is unknown; start with Input(shape=...)")
             self._input_layer = InputLayer(tuple(input_shape))
         t = SymbolicTensor(self._input_layer.input_shape, layer=self._input_layer)
-        for layer in self._layers:
+        for layer in self._chain:
             t = layer(t)
 
     @property
@@ -502,47 +560,66 @@ class Sequential(Model):
         return super()._check_x(x, what)
 
 
-class _GradientArrays:
-    """The two arrays that a backward pass writes the layers' input gradients into, in turn.
-
-    A gradient is dead once the layer below has read it, so two arrays serve every layer: a layer
-    reads its gradient from one and writes its input gradient into the other (the first one that
-    does not hold the gradient it reads; the layers take them in the same order every step). Each
-    grows, in the first step, to the largest gradient it holds: for the denoising model 25 + 6 MB
-    per batch of 256, where one array per layer took 80 MB.
-    """
-
-    def __init__(self):
-        self.arrays: list[np.ndarray | None] = [None, None]
-
-    def pick(self, size: int, dtype, busy: np.ndarray) -> np.ndarray:
-        """A flat array of at least ``size`` elements that does not overlap ``busy``."""
-        for k, a in enumerate(self.arrays):
-            if a is not None and np.may_share_memory(a, busy):
-                continue
-            if a is None or a.size < size or a.dtype != dtype:
-                a = self.arrays[k] = np.empty(size, dtype=dtype)
-            return a
-        raise AssertionError("busy overlaps both gradient arrays")  # cannot happen: busy is one array
+def model_from_config(config: dict, custom_objects: dict | None = None) -> Model:
+    """The (uncompiled) model a :meth:`Model.get_config` description gives, weights freshly initialised."""
+    x = Input(shape=tuple(config["input_shape"]), name=config.get("input_name"), dtype=config["dtype"])
+    t, built = x, []
+    for spec in config["layers"]:
+        if isinstance(spec, dict) and spec.get("class_name") == "SharedLayer":
+            layer = built[spec["config"]["index"]]
+        else:
+            layer = deserialize_layer(spec, custom_objects)
+        built.append(layer)
+        t = layer(t)
+    if config["class_name"] == "Sequential":
+        model = Sequential(name=config["name"])
+        model._input_layer, model._chain = x.layer, built
+        return model
+    return Model(x, t, name=config["name"])
 
 
-def _gather(src: np.ndarray, idx: np.ndarray, buf: np.ndarray) -> np.ndarray:
-    """Copy rows ``src[idx]`` into the front of ``buf`` (no new allocation when dtypes agree)."""
-    out = buf[:len(idx)]
-    if src.dtype == buf.dtype and src.flags.c_contiguous:
-        elementwise.gather_rows(src.reshape(len(src), -1), idx, out.reshape(len(idx), -1))
-    elif src.dtype == buf.dtype:
-        np.take(src, idx, axis=0, out=out)
-    else:
-        out[...] = src[idx]
-    return out
+def load_model(path, custom_objects: dict | None = None, compile: bool = True) -> Model:  # noqa: A002
+    """Load a model written by :meth:`Model.save` (never unpickles): its architecture, weights and,
+    with ``compile``, its optimizer and loss with the optimizer's state."""
+    config, arrays = read_model_file(path)
+    try:
+        model = model_from_config(config, custom_objects)
+        n_weights = sum(1 for k in arrays if k.startswith("weight_"))
+        model.set_weights([arrays[f"weight_{i}"] for i in range(n_weights)])
+        comp = config.get("compile")
+        if comp is not None and compile:
+            model.compile(optimizer=optimizers.get(comp["optimizer"]), loss=losses.get(comp["loss"]))
+            model.optimizer.iterations = comp["iterations"]
+            params = model.parameters()
+            for j, (k, s) in enumerate(comp["slots"]):
+                if k not in params or s not in model.optimizer.slot_names():
+                    raise ModelFileError(f"{path!s}: optimizer slot {k}/{s} does not belong to this model")
+                slot = check_weight(arrays[f"opt_{j}"], params[k].shape, f"optimizer slot {k}/{s}")
+                model.optimizer.state.setdefault(k, {})[s] = slot.astype(params[k].dtype, copy=True)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, NotImplementedError) as err:
+        raise ModelFileError(f"{path!s}: the file does not describe a consistent model: {err}") from None
+    return model
 
 
-def _check_positive_int(value, name: str, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    ok = ok and (value > 0 or (allow_zero and value == 0))
-    if not ok:
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} int, got {value!r}")
+def _split_off(x, y, fraction, validation_data):
+    """Keras's validation_split: the last ``fraction`` of the samples, before any shuffling."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"fit: validation_split must be a number in (0, 1), got {fraction!r}")
+    if validation_data is not None:
+        warnings.warn("fit: validation_data is given, so validation_split is not used", stacklevel=3)
+        return x, y, validation_data
+    cut = int(len(x) * (1 - fraction))
+    if cut == 0 or cut == len(x):
+        raise ValueError(f"fit: validation_split={fraction} of {len(x)} samples leaves an empty training or "
+                         "validation set")
+    return x[:cut], y[:cut], (x[cut:], y[cut:])
+
+
+def _gather(path, src: np.ndarray, idx: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """Copy rows ``src[idx]`` into the front of ``buf`` (the path's way: on all cores on the fast path)."""
+    return path.gather(src, idx, buf[:len(idx)])
 
 
 class _StopOnInterrupt:
@@ -571,12 +648,4 @@ class _StopOnInterrupt:
         return False
 
 
-def load_model(path) -> Model:
-    """Load a model written by :meth:`Model.save` (never unpickles)."""
-    from .io import load_model as _load
-
-    return _load(path)
-
-
-# Input is re-exported for ``from npae.models import Input`` convenience.
-__all__ += ["Input"]
+__all__ += ["model_from_config"]

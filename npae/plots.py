@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import atomic_write  # noqa: E402
+from .saving import atomic_write  # noqa: E402
 
 __all__ = ["save_figure", "plot_history", "plot_reconstructions", "plot_codes", "plot_filters", "plot_histograms",
            "pca_2d"]

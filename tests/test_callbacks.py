@@ -45,18 +45,23 @@ def test_nan_loss_stops_and_keeps_weights_from_before_the_batch(capsys):
         assert np.isfinite(b).all()
 
 
-def test_ctrl_c_stops_after_the_current_batch():
+def test_ctrl_c_stops_after_the_current_batch_and_the_cut_epoch_does_not_count():
     ae, x = small_model()
-    seen = []
+    seen, ends = [], []
+
+    class Ends(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            ends.append(epoch)
 
     def interrupt(cb, batch):
         seen.append(batch)
-        if batch == 1:
+        if len(seen) == 10:  # batch 1 of the second epoch (8 batches of 8 per epoch)
             signal.raise_signal(signal.SIGINT)
 
-    h = ae.fit(x, x, epochs=5, batch_size=8, verbose=0, callbacks=[Hook(interrupt)])
-    assert seen == [0, 1]
-    assert len(h.history["loss"]) == 1 and np.isfinite(ae.get_weights()[0]).all()
+    h = ae.fit(x, x, epochs=5, batch_size=8, verbose=0, callbacks=[Hook(interrupt), Ends()])
+    assert seen == [*range(8), 0, 1] and ends == [0]  # Keras calls no on_epoch_end for a cut epoch
+    assert h.interrupted and len(h.history["loss"]) == 1 and h.epoch == [0]
+    assert np.isfinite(ae.get_weights()[0]).all()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 

@@ -27,11 +27,6 @@ def not_blank(path: Path) -> bool:
     return float(pixels[..., :3].std()) > 0.02
 
 
-@pytest.fixture
-def data_env(shared_data, monkeypatch):
-    monkeypatch.setenv("NPAE_DATA_DIR", str(shared_data))
-    return shared_data
-
 
 @pytest.mark.parametrize("model", ["vanilla", "denoising"])
 def test_train_writes_model_history_figures_and_summary(model, data_env, tmp_path, capsys):
@@ -75,6 +70,14 @@ def test_resume_continues_an_interrupted_run_exactly(data_env, tmp_path, capsys)
     assert again["history"] == a["history"] and again["epochs_run"] == 3 and again["final"] == a["final"]
 
 
+def test_train_on_the_reference_path(data_env, tmp_path):
+    common = ["--dataset", "mnist", "--limit", "256", "--batch-size", "128", "--verbose", "0", "--epochs", "1"]
+    assert cli.main(["train", "convolutional", "--no-jit", "--out", str(tmp_path / "ref"), *common]) == 0
+    assert cli.main(["train", "convolutional", "--out", str(tmp_path / "fast"), *common]) == 0
+    ref, fast = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("ref", "fast"))
+    assert ref["final"]["loss"] == pytest.approx(fast["final"]["loss"], rel=1e-4)
+
+
 def test_resume_refuses_other_settings_or_a_missing_checkpoint(data_env, tmp_path, capsys):
     common = ["--dataset", "fashion-mnist", "--limit", "256", "--batch-size", "128", "--verbose", "0"]
     assert cli.main(["train", "vanilla", "--epochs", "1", "--out", str(tmp_path / "a"), *common]) == 0
@@ -100,11 +103,13 @@ def test_denoising_figure_has_three_rows(data_env, tmp_path):
     assert h3 / w3 > 1.3 * h2 / w2
 
 
-@pytest.mark.parametrize("model", ["vanilla", "convolutional", "sparse"])
-def test_gradcheck_command(model, capsys):
-    assert cli.main(["gradcheck", model]) == 0
+@pytest.mark.parametrize("model,path", [("vanilla", []), ("convolutional", []), ("sparse", []),
+                                        ("convolutional", ["--no-jit"]), ("deep", ["--no-jit"])])
+def test_gradcheck_command(model, path, capsys):
+    assert cli.main(["gradcheck", model, *path]) == 0
     out = capsys.readouterr().out
     assert "worst rel err" in out and "passed" in out and "FAIL" not in out
+    assert ("reference path" if path else "fast path") in out
 
 
 def test_summary_command(capsys):

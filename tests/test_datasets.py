@@ -17,28 +17,30 @@ from npae.datasets import loader
 from npae.datasets.idx import IDXError, parse_idx, read_idx
 
 
-def test_fashion_mnist_full_from_shared(shared_data):
-    (x_train, y_train), (x_test, y_test) = datasets.fashion_mnist.load_data(data_dir=shared_data)
-    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
-    assert y_train.shape == (60000,) and x_train.dtype == np.uint8 and y_train.dtype == np.uint8
+def test_load_data_gives_kerass_arrays(data_root):
+    (x_train, y_train), (x_test, y_test) = datasets.fashion_mnist.load_data(data_dir=data_root)
+    assert x_train.shape == (8000, 28, 28) and x_test.shape == (2000, 28, 28)
+    assert y_train.shape == (8000,) and x_train.dtype == np.uint8 and y_train.dtype == np.uint8
     assert set(np.unique(y_test)) == set(range(10)) and x_train.max() == 255
 
 
-def test_mnist_test_split_is_the_real_one(shared_data):
-    x, y = datasets.mnist.load_test_data(path=shared_data / "mnist")
-    raw = gzip.open(shared_data / "mnist" / "t10k-images-idx3-ubyte.gz").read()
+def test_mnist_test_split_is_the_real_one(mnist_test_split):
+    x, y = mnist_test_split
+    raw = idx_bytes(x, 0x08)  # the decompressed file's bytes, rebuilt: their md5 is MNIST's
     assert hashlib.md5(raw).hexdigest() == "2646ac647ad5339dbf082846283269ea"
     assert x.shape == (10000, 28, 28) and list(y[:5]) == [7, 2, 1, 0, 4]
 
 
-def test_npae_data_dir_and_decompressed_files(shared_data, tmp_path, monkeypatch):
+def test_npae_data_dir_and_decompressed_files(mnist_test_split, tmp_path, monkeypatch):
     folder = tmp_path / "root" / "mnist"
     folder.mkdir(parents=True)
-    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        (folder / name).write_bytes(gzip.open(shared_data / "mnist" / f"{name}.gz").read())
+    x, y = mnist_test_split
+    (folder / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(x, 0x08))
+    (folder / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(y, 0x08))
     monkeypatch.setenv("NPAE_DATA_DIR", str(tmp_path / "root"))
-    x, y = datasets.load_split("mnist", "test", download=False)
-    assert x.shape == (10000, 28, 28) and len(y) == 10000
+    got, labels = datasets.load_split("mnist", "test", download=False)
+    np.testing.assert_array_equal(got, x)
+    np.testing.assert_array_equal(labels, y)
 
 
 def test_explicit_folder_without_files_is_an_error(tmp_path):
@@ -174,11 +176,13 @@ def isolate(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def server(shared_data, monkeypatch, tmp_path):
-    files = {n: (shared_data / "mnist" / n).read_bytes() for n in loader.FILES["test"]}
+def server(mnist_test_split, monkeypatch, tmp_path):
+    x, y = mnist_test_split
+    files = {loader.FILES["test"][0]: gzip.compress(idx_bytes(x, 0x08), mtime=0),
+             loader.FILES["test"][1]: gzip.compress(idx_bytes(y, 0x08), mtime=0)}
     srv = Server(files)
     isolate(monkeypatch, tmp_path)
-    # the copies served here are recompressed, so the test supplies their checksums
+    # the copies served here are compressed anew, so the test supplies their checksums
     monkeypatch.setitem(loader.DATASETS["mnist"], "md5", {n: hashlib.md5(b).hexdigest() for n, b in files.items()})
     yield srv
     srv.close()

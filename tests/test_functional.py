@@ -246,3 +246,18 @@ def test_optimizer_updates_by_hand():
     optimizers.adadelta_update(p, g, ag, ad, 1.0, 0.95, 1e-7)
     d = np.sqrt(1e-7) / np.sqrt(0.05 * 0.25 + 1e-7) * 0.5
     assert np.isclose(ag[0], 0.0125) and np.isclose(p[0], 1 - d) and np.isclose(ad[0], 0.05 * d * d)
+
+
+def test_reference_path_imports_no_numba():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, npae, npae.layers\n"
+            "from npae import autoencoders\n"
+            "ae = autoencoders.convolutional(filters=(2, 2, 2), seed=0)[0]\n"
+            "ae.compile(optimizer='adadelta', loss='binary_crossentropy', jit_compile=False)\n"
+            "x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)\n"
+            "ae.fit(x, x, epochs=1, batch_size=4, verbose=0); ae.predict(x); ae.evaluate(x, x)\n"
+            "print('numba' in sys.modules, 'llvmlite' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr

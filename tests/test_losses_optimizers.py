@@ -1,10 +1,21 @@
-"""Losses (with the L1 penalty) pass gradcheck; optimizers reproduce Keras's golden values."""
+"""Losses (with the L1 penalty) pass gradcheck; optimizers reproduce Keras's golden values, on both
+paths' update functions."""
 
 import numpy as np
 import pytest
 
 from npae import gradcheck, losses, optimizers, regularizers
 from npae.activations import sigmoid
+from npae.fast import elementwise
+
+OPS = [pytest.param(None, id="reference"), pytest.param(elementwise, id="fast")]
+
+
+def step(opt, params, grads, ops):
+    if ops is None:
+        opt.step(params, grads)
+    else:
+        opt.step(params, grads, ops)
 
 
 @pytest.mark.parametrize("name", ["mse", "binary_crossentropy", "binary_crossentropy_clipped"])
@@ -23,27 +34,29 @@ def test_bce_from_logits_gradcheck_and_stability():
     assert gradcheck.check_loss(losses.BinaryCrossentropy(from_logits=True), z, t).passed
     loss = losses.BinaryCrossentropy(from_logits=True)
     big = np.array([[1000.0, -1000.0]])
-    assert np.isclose(loss(big, np.array([[1.0, 0.0]])), 0.0)
-    assert np.isclose(loss(big, np.array([[0.0, 1.0]])), 1000.0)
-    np.testing.assert_allclose(loss.backward(), (sigmoid(big) - [[0.0, 1.0]]) / 2)
+    assert np.isclose(loss(np.array([[1.0, 0.0]]), big), 0.0)  # Keras's order: (y_true, y_pred)
+    value, cache = loss.forward(big, np.array([[0.0, 1.0]]))
+    assert np.isclose(value, 1000.0)
+    np.testing.assert_allclose(loss.backward(cache), (sigmoid(big) - [[0.0, 1.0]]) / 2)
 
 
 def test_bce_logits_equals_clipped_bce_where_unclipped():
     rng = np.random.default_rng(2)
     z, t = rng.standard_normal((5, 7)), rng.uniform(0, 1, (5, 7))
-    a = losses.BinaryCrossentropy(from_logits=True)(z, t)
-    b = losses.BinaryCrossentropy()(sigmoid(z), t)
+    a = losses.BinaryCrossentropy(from_logits=True)(t, z)
+    b = losses.BinaryCrossentropy()(t, sigmoid(z))
     assert np.isclose(a, b, rtol=1e-9)
 
 
 def test_keras_reduction_is_mean_over_everything():
     y, t = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]), np.zeros((2, 3))
-    assert losses.get("mse")(y, t) == np.mean(y ** 2)
+    assert losses.get("mse")(t, y) == np.mean(y ** 2)
+    assert losses.get("mae")(t, -y) == np.mean(y)
 
 
 def test_loss_shape_mismatch_is_an_error_not_a_broadcast():
     with pytest.raises(ValueError, match=r"same shape, got \(4, 3\) and \(4, 1\)"):
-        losses.get("mse")(np.zeros((4, 3)), np.zeros((4, 1)))
+        losses.get("mse")(np.zeros((4, 1)), np.zeros((4, 3)))
 
 
 def test_l1_penalty_value_and_gradient():
@@ -61,9 +74,10 @@ def test_regularizers_by_keras_name():
         regularizers.get("l3")
 
 
-def test_adam_golden_value_from_keras():
+@pytest.mark.parametrize("ops", OPS)
+def test_adam_golden_value_from_keras(ops):
     p = {"w": np.array([1.0, 2.0, 3.0, 4.0], np.float32)}
-    optimizers.Adam(learning_rate=0.5).step(p, {"w": np.array([1.0, 6.0, 7.0, 2.0], np.float32)})
+    step(optimizers.Adam(learning_rate=0.5), p, {"w": np.array([1.0, 6.0, 7.0, 2.0], np.float32)}, ops)
     np.testing.assert_allclose(p["w"], [0.5, 1.5, 2.5, 3.5], rtol=1e-5)
 
 
@@ -72,20 +86,22 @@ def test_adam_defaults_are_keras():
     assert (a.learning_rate, a.beta_1, a.beta_2, a.epsilon) == (0.001, 0.9, 0.999, 1e-7)
 
 
-def test_adadelta_golden_values_from_keras():
+@pytest.mark.parametrize("ops", OPS)
+def test_adadelta_golden_values_from_keras(ops):
     # Keras's own golden test: one step with grad 0.01, then steps with grads 0.1 ... 1.0 (one per
     # element); before each of those steps every element sits at the same golden value.
     opt = optimizers.Adadelta(learning_rate=1.0, rho=0.8, epsilon=1e-6)
     p = {"w": np.ones(10)}
-    opt.step(p, {"w": np.full(10, 0.01)})
+    step(opt, p, {"w": np.full(10, 0.01)}, ops)
     for golden in [0.9978, 0.9947, 0.9915, 0.9882, 0.9849]:
         np.testing.assert_allclose(p["w"], golden, rtol=5e-4, atol=5e-4)
-        opt.step(p, {"w": np.arange(1, 11) / 10})
+        step(opt, p, {"w": np.arange(1, 11) / 10}, ops)
 
 
-def test_adadelta_single_step_from_keras():
+@pytest.mark.parametrize("ops", OPS)
+def test_adadelta_single_step_from_keras(ops):
     p = {"w": np.array([1.0, 2.0, 3.0, 4.0], np.float32)}
-    optimizers.Adadelta(learning_rate=0.5).step(p, {"w": np.array([1.0, 6.0, 7.0, 2.0], np.float32)})
+    step(optimizers.Adadelta(learning_rate=0.5), p, {"w": np.array([1.0, 6.0, 7.0, 2.0], np.float32)}, ops)
     np.testing.assert_allclose(p["w"], [0.9993, 1.9993, 2.9993, 3.9993], rtol=1e-4, atol=1e-4)
 
 
@@ -94,13 +110,14 @@ def test_adadelta_defaults_follow_the_paper():
     assert (a.learning_rate, a.rho, a.epsilon) == (1.0, 0.95, 1e-7)
 
 
-def test_sgd_and_momentum():
+@pytest.mark.parametrize("ops", OPS)
+def test_sgd_and_momentum(ops):
     p = {"w": np.array([1.0])}
-    optimizers.SGD(0.1).step(p, {"w": np.array([2.0])})
+    step(optimizers.SGD(0.1), p, {"w": np.array([2.0])}, ops)
     assert np.isclose(p["w"][0], 0.8)
     opt, p = optimizers.SGD(0.1, momentum=0.9), {"w": np.array([1.0])}
-    opt.step(p, {"w": np.array([1.0])})
-    opt.step(p, {"w": np.array([1.0])})
+    step(opt, p, {"w": np.array([1.0])}, ops)
+    step(opt, p, {"w": np.array([1.0])}, ops)
     assert np.isclose(p["w"][0], 1.0 - 0.1 - (0.9 * 0.1 + 0.1))
 
 
@@ -116,3 +133,38 @@ def test_unknown_names_are_clear_errors():
         optimizers.get("adamw")
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         losses.get("hinge")
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: optimizers.Adam(learning_rate=float("nan")), r"learning_rate must be a finite number in \[0, inf\]"),
+    (lambda: optimizers.Adam(learning_rate=-1), r"learning_rate must be a finite number"),
+    (lambda: optimizers.Adam(beta_1=1.0), r"beta_1 must be a finite number in \[0, 1\)"),
+    (lambda: optimizers.Adadelta(rho=1.5), r"rho must be a finite number in \[0, 1\)"),
+    (lambda: optimizers.SGD(momentum=-0.1), r"momentum must be a finite number in \[0, 1\]"),
+    (lambda: optimizers.RMSprop(epsilon=float("inf")), r"epsilon must be a finite number"),
+])
+def test_optimizer_arguments_that_would_give_wrong_numbers_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+    with pytest.raises(ValueError, match="iterations must be a non-negative int"):
+        optimizers.Adam().iterations = -1
+
+
+@pytest.mark.parametrize("ops", OPS)
+def test_rmsprop_golden_value_from_keras(ops):
+    # Keras's RMSprop docstring example: var 10, loss var^2 / 2 (grad = var), lr 0.1 -> 9.683772
+    p = {"w": np.array([10.0], np.float32)}
+    step(optimizers.RMSprop(learning_rate=0.1), p, {"w": p["w"].copy()}, ops)
+    np.testing.assert_allclose(p["w"], [9.683772], rtol=1e-6)
+
+
+def test_keras_default_optimizer_is_rmsprop():
+    from npae.layers import Dense, Input
+    from npae.models import Model
+
+    x = Input(shape=(3,))
+    m = Model(x, Dense(3)(x))
+    m.compile(loss="mse")
+    assert isinstance(m.optimizer, optimizers.RMSprop)
+    r = optimizers.RMSprop()
+    assert (r.learning_rate, r.rho, r.momentum, r.epsilon, r.centered) == (0.001, 0.9, 0.0, 1e-7, False)

@@ -7,9 +7,9 @@ import pytest
 import npae
 from npae import autoencoders, regularizers
 from npae.gradcheck import check_model
-from npae.io import ModelFileError
 from npae.layers import Conv2D, Dense, Flatten, Input, MaxPooling2D
 from npae.models import Model, Sequential, load_model
+from npae.saving import ModelFileError
 
 KERAS_PARAM_COUNTS = {  # what Keras's summary() reports for the same architectures
     "vanilla": 101_200, "multilayer": 218_192, "deep": 222_384,
@@ -64,29 +64,51 @@ def test_param_counts_equal_keras(name, capsys):
     assert f"Total params: {KERAS_PARAM_COUNTS[name]:,}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("jit", [True, False])
 @pytest.mark.parametrize("name", ["vanilla", "sparse", "multilayer", "deep", "convolutional", "denoising"])
-def test_whole_model_gradcheck(name):
+def test_whole_model_gradcheck(name, jit):
     ae, _, _ = autoencoders.BUILDERS[name](seed=1)
     x = data_for(ae, 2, seed=1)
     y = x if name != "denoising" else np.clip(x + 0.1, 0, 1)
-    report = check_model(ae, x, y, mode="projection")
+    report = check_model(ae, x, y, mode="projection", jit_compile=jit)
     assert report.passed, report.table()
     assert sum(c.checked for c in report.checks) >= len(report.checks)
 
 
-def test_narrow_conv_autoencoder_full_gradcheck():
+@pytest.mark.parametrize("jit", [True, False])
+def test_narrow_conv_autoencoder_full_gradcheck(jit):
     # every element of every conv kernel and bias, through pooling, upsampling and the valid conv
     ae, _, _ = autoencoders.convolutional(filters=(2, 2, 2), seed=4)
-    report = check_model(ae, data_for(ae, 2), data_for(ae, 2, seed=9), mode="full")
+    report = check_model(ae, data_for(ae, 2), data_for(ae, 2, seed=9), mode="full", jit_compile=jit)
     assert report.passed, report.table()
     assert sum(c.checked for c in report.checks) > 200
 
 
-def test_model_gradcheck_covers_fused_sigmoid_bce_and_l1():
+@pytest.mark.parametrize("jit", [True, False])
+def test_model_gradcheck_covers_fused_sigmoid_bce_and_l1(jit):
     ae, _, _ = autoencoders.sparse(encoding_dim=6, l1=0.05, input_dim=10, loss="binary_crossentropy", seed=3)
-    assert ae._fused
-    report = check_model(ae, data_for(ae, 4), data_for(ae, 4, seed=5))
+    assert ae.fuses_sigmoid_into_loss
+    report = check_model(ae, data_for(ae, 4), data_for(ae, 4, seed=5), jit_compile=jit)
     assert report.passed, report.table()
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_a_layer_applied_twice_trains_with_its_gradients_summed(jit):
+    # Keras: one layer called twice in a model has its weights once and the sum of both uses'
+    # gradients; the whole-model gradient check proves the sum
+    npae.set_random_seed(0)
+    inp = Input(shape=(4,))
+    d = Dense(4, activation="tanh")
+    model = Model(inp, Dense(3)(d(d(inp))))
+    model.compile("sgd", "mse", jit_compile=jit)
+    assert len(model.layers) == 3 and len(model.get_weights()) == 4
+    x, y = np.random.default_rng(0).random((6, 4)), np.random.default_rng(1).random((6, 3))
+    report = check_model(model, x, y, mode="full", jit_compile=jit)
+    assert report.passed, report.table()
+    before = model.get_weights()
+    h = model.fit(x.astype(np.float32), y.astype(np.float32), epochs=3, batch_size=3, verbose=0)
+    assert h.history["loss"][-1] < h.history["loss"][0]
+    assert not np.array_equal(before[0], model.get_weights()[0])
 
 
 def test_fit_history_includes_the_l1_penalty():
@@ -95,7 +117,7 @@ def test_fit_history_includes_the_l1_penalty():
     h = ae.fit(x, x, epochs=2, batch_size=8, validation_data=(x, x), verbose=0, seed=0)
     assert set(h.history) == {"loss", "val_loss"} and len(h.history["loss"]) == 2
     codes = enc.predict(x)
-    plain = npae.losses.get("mse")(ae.predict(x), x)
+    plain = npae.losses.get("mse")(x, ae.predict(x))  # Keras's order: (y_true, y_pred)
     assert np.isclose(ae.evaluate(x, x), plain + 0.5 * np.abs(codes).sum() / len(x), rtol=1e-4)
 
 
@@ -105,83 +127,31 @@ def test_predict_in_batches_matches_one_batch():
     np.testing.assert_allclose(ae.predict(x, batch_size=8), ae.forward(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("jit", [True, False])
 @pytest.mark.parametrize("name", ["deep", "convolutional"])
-def test_results_handed_out_are_never_overwritten_later(name):
-    # inside fit/evaluate/predict layers write into kept buffers; what a caller holds must not change
+def test_results_handed_out_are_never_overwritten_later(name, jit):
+    # on the fast path steps write into kept buffers; what a caller holds must not change
     ae = autoencoders.BUILDERS[name](seed=0)[0]
+    ae.compile(optimizer=ae.optimizer, loss=ae.loss, jit_compile=jit)
     shape = (6, 28, 28, 1) if name == "convolutional" else (6, 784)
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    first = ae.forward(x[:3])
+    first = ae.predict(x[:3])
     first_copy = first.copy()
     pred = ae.predict(x, batch_size=2)
     ae.compute_gradients(x, x)
-    dx = ae.layers[2].backward(np.ones((6, *ae.layers[2].output_shape), np.float32))
-    dx_copy = dx.copy()
+    grads = {k: g.copy() for k, g in ae.gradients().items()}
     ae.evaluate(x, x, batch_size=4)
-    ae.forward(x[3:])
+    ae.predict(x[3:])
+    ae(x[2:5])
     np.testing.assert_array_equal(first, first_copy)
-    np.testing.assert_array_equal(dx, dx_copy)
     np.testing.assert_allclose(pred[:3], first_copy, rtol=1e-6, atol=1e-7)
-    assert not any(layer.reuse_buffers for layer in ae.layers) and not ae.loss.reuse_buffers
-
-
-def test_compute_gradients_leaves_the_loss_gradient_and_a_second_backward_works():
-    ae = autoencoders.BUILDERS["multilayer"](seed=0)[0]  # MSE: the loss gradient is not fused
-    x = np.random.default_rng(1).random((5, 784), dtype=np.float32)
-    ae.compute_gradients(x, x)
-    np.testing.assert_allclose(ae.loss.backward(), 2 * (ae.forward(x) - x) / x.size, rtol=1e-5, atol=1e-9)
-    conv = autoencoders.BUILDERS["convolutional"](seed=0)[0]
-    xc = np.random.default_rng(2).random((3, 28, 28, 1), dtype=np.float32)
-    layer = next(lyr for lyr in conv.layers if isinstance(lyr, Conv2D) and not lyr.direct_mode
-                 and not lyr.winograd_mode)  # the 7x7 8 -> 8 one trains through im2col
-    layer.patch_block_bytes = 1  # one image per block: the patch buffer ends up holding dP
-    conv.compute_gradients(xc, xc)
-    g = np.random.default_rng(3).random((3, *layer.output_shape), dtype=np.float32)
-    first = (layer.backward(g).copy(), layer.grads["kernel"].copy())
-    second = (layer.backward(g), layer.grads["kernel"])  # the patches are rebuilt from the kept input
-    for a, b in zip(first, second):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_backward_shares_two_gradient_arrays_and_keeps_them():
-    ae = autoencoders.BUILDERS["convolutional"](seed=0)[0]
-    x = np.random.default_rng(4).random((3, 28, 28, 1), dtype=np.float32)
-    ae.compute_gradients(x, x)
-    grads = [g.copy() for g in ae.gradients().values()]
-    arrays = list(ae._gradient_arrays.arrays)
-    # the largest two, in turn: the input gradients of the 16 -> 8 and 16 -> 1 convolutions; the first
-    # and second convolutions pool in their kernels, so the 28x28x16 gradients are never formed
-    assert sum(a.size for a in arrays) == 3 * (14 * 14 * 16 + 14 * 14 * 16)
-    ae.compute_gradients(x, x)  # the same picks: no new arrays, and the same gradients
-    assert [id(a) for a in ae._gradient_arrays.arrays] == [id(a) for a in arrays]
-    for a, b in zip(grads, ae.gradients().values()):
-        np.testing.assert_array_equal(a, b)
-    ae.compute_gradients(x[:1], x[:1])  # a smaller last batch: no new arrays either
-    assert [id(a) for a in ae._gradient_arrays.arrays] == [id(a) for a in arrays]
-    assert all(layer.lent is None for layer in ae.layers)
-    # the im2col layers' patch blocks share one scratch array too (the gradient checks of the
-    # convolutional model fail if a layer reuses patches another layer has overwritten)
-    assert all(layer.scratch is ae._scratch for layer in ae.layers[1:])
-    assert ae._scratch.array.size == 3 * 7 * 7 * (3 * 3 * 8)  # the largest im2col layer: 7x7 8 -> 8
-
-
-def test_gradient_arrays_never_hand_out_the_busy_one():
-    from npae.models import _GradientArrays
-
-    pool = _GradientArrays()
-    a = pool.pick(100, np.float32, busy=np.zeros(1))
-    b = pool.pick(100, np.float32, busy=a)  # a holds the gradient being read: never a
-    assert b is not a and not np.may_share_memory(a, b)
-    assert pool.pick(60, np.float32, busy=b[10:]) is a  # a view of b is b too
-    assert pool.pick(40, np.float32, busy=np.zeros(1)) is a  # both free: the first, as every step
-    grown = pool.pick(200, np.float32, busy=a)  # b is too small: it grows
-    assert grown.size == 200 and pool.arrays[1] is grown
-    assert pool.pick(10, np.float64, busy=grown).dtype == np.float64
+    for k, g in ae.gradients().items():  # evaluate and predict leave the gradients alone
+        np.testing.assert_array_equal(g, grads[k])
 
 
 @pytest.mark.parametrize("last", ["dense", "flatten"])
 def test_predict_fills_its_result_whatever_the_last_layer(last):
-    # the last layer writes into predict's result, unless it returns a view of its input
+    # the last step writes into predict's result, unless it returns a view of its input
     inp = Input(shape=(4, 4, 1))
     h = Conv2D(2, 3, padding="same", activation="relu")(inp)
     h = Flatten()(h)
@@ -189,36 +159,6 @@ def test_predict_fills_its_result_whatever_the_last_layer(last):
     x = np.random.default_rng(5).random((7, 4, 4, 1), dtype=np.float32)
     pred = model.predict(x, batch_size=3)
     np.testing.assert_allclose(pred, model.forward(x), rtol=1e-6, atol=1e-7)
-    assert model.layers[-1].lent is None
-
-
-@pytest.mark.parametrize("name", ["convolutional", "denoising"])
-def test_fused_steps_give_the_layer_by_layer_numbers(name):
-    # inside compute_gradients/predict an UpSampling2D before a Conv2D is (mostly) not run on its
-    # own, nor a MaxPooling2D after a direct Conv2D; the public forward and a hand-written
-    # backward through every layer must agree with them
-    ae = autoencoders.BUILDERS[name](seed=0)[0].astype(np.float64)
-    x = np.random.default_rng(6).random((3, 28, 28, 1))
-    value = ae.compute_gradients(x, x)
-    fused = {k: g.copy() for k, g in ae.gradients().items()}
-    ran = [layer for layer, *_ in ae._steps]
-    for layer in ae.layers:  # set only during its call
-        assert not getattr(layer, "upsampled_input", None) and not getattr(layer, "pooled_by", None)
-    layers = ae.layers
-    skipped = [i for i in range(1, len(layers)) if layers[i] not in ran]
-    pools = [i for i in skipped if type(layers[i]).__name__ == "MaxPooling2D"]
-    assert len(pools) == 2  # the ones after the direct (and the denoiser's Winograd) convolutions
-    assert all(layers[i - 1].runs_direct(True) or layers[i - 1].winograd_mode for i in pools)
-    assert all(type(layers[i]).__name__ in ("MaxPooling2D", "UpSampling2D") for i in skipped)
-    np.testing.assert_allclose(ae.predict(x, batch_size=2), ae.forward(x), rtol=1e-12, atol=1e-12)
-    out = ae.forward(x, training=True)  # every layer, upsampling and pooling included
-    assert all(not getattr(layer, "upsampled_input", None) for layer in ae.layers)
-    assert np.isclose(ae.loss.forward(out, x), value, rtol=1e-12)
-    grad = ae.loss.backward()
-    for i in range(len(ae.layers) - 1, 0, -1):
-        grad = ae.layers[i].backward(grad)
-    for k, g in ae.gradients().items():
-        np.testing.assert_allclose(g, fused[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
 def test_same_seed_gives_bit_identical_training():
@@ -356,6 +296,8 @@ def test_float64_model_for_exact_checks():
     ae, _, _ = autoencoders.vanilla(encoding_dim=4, input_dim=6, seed=0)
     ae.astype(np.float64)
     assert ae.dtype == np.float64 and ae.predict(data_for(ae, 2)).dtype == np.float64
+    assert ae.compute_gradients(data_for(ae, 2), data_for(ae, 2)) > 0
+    assert all(g.dtype == np.float64 for g in ae.gradients().values())
 
 
 def test_float64_sequential_keeps_its_inputs_in_float64():
@@ -378,6 +320,18 @@ def test_fit_rejects_bad_data_and_arguments():
         ae.fit(x, x, epochs=-1, verbose=0)
     with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         ae.fit(x, x, batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
+        ae.fit(x, x, seed=-1, verbose=0)
+    with pytest.raises(ValueError, match="fit got no training samples"):
+        ae.fit(x[:0], x[:0], verbose=0)
+    with pytest.raises(ValueError, match="evaluate got no samples"):
+        ae.evaluate(x[:0], x[:0])
+    with pytest.raises(ValueError, match="validation_data holds no samples"):
+        ae.fit(x, x, validation_data=(x[:0], x[:0]), verbose=0)
+    with pytest.raises(ValueError, match=r"validation_data must be a tuple \(x_val, y_val\), got a tuple of 1"):
+        ae.fit(x, x, validation_data=(x,), verbose=0)
+    with pytest.raises(NotImplementedError, match="sample weights"):
+        ae.fit(x, x, validation_data=(x, x, np.ones(8)), verbose=0)
 
 
 def test_fit_before_compile_is_a_clear_error():
@@ -388,7 +342,7 @@ def test_fit_before_compile_is_a_clear_error():
 
 
 @pytest.mark.parametrize("name", sorted(KERAS_PARAM_COUNTS))
-def test_each_autoencoder_learns_on_real_mnist(name, mnist_test_images):
+def test_each_autoencoder_learns_on_real_mnist(name, mnist_test_images):  # on the fast path
     conv = name in ("convolutional", "denoising")
     n_train, n_val, epochs = (2000, 500, 2) if conv else (8000, 2000, 5)
     x = mnist_test_images if not conv else mnist_test_images.reshape(-1, 28, 28, 1)

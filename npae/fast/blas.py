@@ -1,4 +1,4 @@
-"""NumPy's own OpenBLAS, callable from inside Numba kernels (for :mod:`npae.inference`).
+"""NumPy's own OpenBLAS, callable from inside Numba kernels (dense_stack, conv_gemm, winograd).
 
 NumPy calls OpenBLAS with OpenBLAS's thread pool, and npae's element-wise kernels run on
 Numba's: a layer-by-layer prediction hands the two cores from one pool to the other twice per
@@ -81,11 +81,11 @@ class OpenBLAS:
     """The loaded OpenBLAS: ``sgemm`` and ``dgemm`` for Numba kernels (``gemm(dtype)`` picks one),
     and :meth:`single_threaded` for the Python side."""
 
-    def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, blas_int):
+    def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, blas_int, path: str):
         def address(name):
             return ctypes.cast(getattr(lib, prefix + name + suffix), ctypes.c_void_p).value
 
-        self.path = lib._name
+        self.path = path
         self.int_dtype = np.dtype(np.int64 if blas_int == types.int64 else np.int32)  # GEMM's ints
         self.sgemm = _Function(address("cblas_sgemm"), _gemm_signature(types.float32, blas_int))
         self.dgemm = _Function(address("cblas_dgemm"), _gemm_signature(types.float64, blas_int))
@@ -150,5 +150,5 @@ def find() -> OpenBLAS | None:
             for suffix in suffixes:
                 names = (f"{prefix}{f}{suffix}" for f in ("cblas_sgemm", "cblas_dgemm", "openblas_get_num_threads"))
                 if all(hasattr(lib, name) for name in names):
-                    return OpenBLAS(lib, prefix, suffix, types.int64 if ilp64 else types.int32)
+                    return OpenBLAS(lib, prefix, suffix, types.int64 if ilp64 else types.int32, path)
     return None

@@ -1,7 +1,8 @@
 """Fused element-wise kernels: one pass over memory where NumPy would make three to six.
 
-Each Numba kernel ``f`` has a NumPy twin ``f_ref`` with the same signature and result; the tests
-hold them against each other. Activations are coded as ints: 0 linear, 1 relu, 2 sigmoid.
+Each kernel computes what the reference operations of :mod:`npae.functional` compute (the tests
+hold them against each other). Activations are coded as ints (:data:`ACT_CODES`): 0 linear,
+1 relu, 2 sigmoid; the others run on the reference operations.
 
     exp_nonpos(x)                      exp(x) for x <= 0, a float32 exp LLVM can vectorise
     activate(v, act, one)              act(v) for one value (inside other kernels)
@@ -9,7 +10,8 @@ hold them against each other. Activations are coded as ints: 0 linear, 1 relu, 2
     act_backward(g, a, act, out)       out <- g * act'(a)             (derivative from the output a)
     sigmoid_bce_with_grad(z, t, grad)  sum of BCE(sigmoid(z), t); grad <- (sigmoid(z) - t) / numel
     mse_with_grad(y, t, grad)          sum of (y - t)^2;              grad <- 2 (y - t) / numel
-    adam_update / adadelta_update      one optimizer step on flat arrays, in place
+    adam_update / adadelta_update      one optimizer step, in place (the signatures of
+                                       npae.functional.optimizers, whose sgd and rmsprop are used)
     gather_rows(src, idx, out)         out[r] <- src[idx[r]]          (a batch from the training set)
 
 Loss sums are accumulated in float64 per row, then added in a fixed order: results are
@@ -20,26 +22,25 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["ACT_CODES", "exp_nonpos", "activate", "bias_act_forward", "bias_act_forward_ref",
-           "act_backward", "act_backward_ref",
-           "sigmoid_bce_with_grad", "sigmoid_bce_with_grad_ref", "mse_with_grad", "mse_with_grad_ref",
-           "adam_update", "adam_update_ref", "adadelta_update", "adadelta_update_ref",
-           "gather_rows"]
+from ..functional.optimizers import rmsprop_update, sgd_update
+from .runtime import inline, rows_kernel
+
+__all__ = ["ACT_CODES", "exp_nonpos", "activate", "bias_act_forward", "act_backward", "sigmoid_bce_with_grad",
+           "mse_with_grad", "sgd_update", "rmsprop_update", "adam_update", "adadelta_update", "gather_rows"]
 
 ACT_CODES = {"linear": 0, "relu": 1, "sigmoid": 2}
 # fastmath "reassoc" lets LLVM vectorise the float64 loss sums (MSE over (256, 784): 0.187 ->
 # 0.048 ms); only reassociation and contraction, no assumptions about NaN or inf (TerminateOnNaN
 # needs them). The kernels over (rows, cols) batches run their rows in parallel (a launch costs
-# ~4 us with the TBB layer, see npae/_threads.py); each row's sum is formed in a fixed order by
+# ~4 us with the TBB layer, see npae/fast/runtime.py); each row's sum is formed in a fixed order by
 # one thread and the row sums are added in order, so results are bit-identical run to run. The
 # optimizer steps are element-wise (no sums) and use prange too: besides two threads it is what
 # gets them vectorised (the same loop with plain range stayed scalar, 7x slower over 50k weights).
-_rows = numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+_rows = rows_kernel
 
 
 # -- exp(x) for x <= 0, the only exponential the stable sigmoid and BCE need ---------------------
@@ -102,12 +103,12 @@ def _exp_nonpos_numba(x):
     return exp32
 
 
-@numba.njit(cache=True, inline="always")
+@inline
 def activate(v, act, one):
     """act(v) for one value inside a Numba kernel (act: 0 linear, 1 relu, 2 sigmoid). Sigmoid with
     e = exp(-|v|) in (0, 1]: 1 / (1 + e) for v >= 0, e / (1 + e) otherwise (never the exp of a
     positive number). ``one`` has v's dtype: a literal 0 or 1 would promote float32 maths to
-    float64 (and its exp to libm's, 4x slower here)."""
+    float64 (and its exp to libm's, several times slower)."""
     zero = one - one
     if act == 1:
         return zero if v < zero else v
@@ -130,6 +131,8 @@ def _bias_act(z, b, act):
 def bias_act_forward(z, b, act):
     """z <- act(z + b) in place, z (rows, units), b (units,); one pass over z."""
     rows, cols = z.shape
+    if b.shape != (cols,):
+        raise ValueError(f"bias_act_forward: expected a bias of shape {(cols,)}, got {b.shape}")
     k = _rows_per_line(rows, cols) if z.flags.c_contiguous else 1
     _bias_act(z.reshape(rows // k, k * cols), np.tile(b, k) if k > 1 else b, act)
     return z
@@ -138,18 +141,10 @@ def bias_act_forward(z, b, act):
 def _rows_per_line(rows: int, cols: int) -> int:
     """How many rows of a contiguous (rows, cols) array to treat as one when cols is tiny (a
     1-channel image's (N*H*W, 1)): the kernels vectorise along a row, and 200k rows of one element
-    ran sigmoid at 0.69 ms instead of 0.13. The largest k dividing rows with k * cols <= 512."""
+    ran several times slower. The largest k dividing rows with k * cols <= 512."""
     return math.gcd(rows, 512 // cols) if 0 < cols < 8 else 1
 
 
-def bias_act_forward_ref(z, b, act):
-    z += b
-    if act == 1:
-        np.maximum(z, 0, out=z)
-    elif act == 2:
-        e = np.exp(-np.abs(z))
-        z[...] = np.where(z >= 0, 1, e) / (1 + e)
-    return z
 
 
 @_rows
@@ -169,6 +164,7 @@ def _act_backward(g, a, act, out):
 
 def act_backward(g, a, act, out):
     """out <- g * act'(a), all (rows, units); act' from the output a."""
+    _check_rows("act_backward", g, a, out)
     rows, cols = g.shape
     contiguous = g.flags.c_contiguous and a.flags.c_contiguous and out.flags.c_contiguous
     k = _rows_per_line(rows, cols) if contiguous else 1
@@ -177,14 +173,6 @@ def act_backward(g, a, act, out):
     return out
 
 
-def act_backward_ref(g, a, act, out):
-    if act == 1:
-        out[...] = np.where(a > 0, g, 0)
-    elif act == 2:
-        out[...] = g * a * (1 - a)
-    else:
-        out[...] = g
-    return out
 
 
 @_rows
@@ -219,17 +207,15 @@ def _sigmoid_bce(z, t, grad, one, inv_n):
 def sigmoid_bce_with_grad(z, t, grad):
     """Sum over all elements of BCE(sigmoid(z), t), computed from the logits; fills grad (shape of z)
     with (sigmoid(z) - t) / numel. z, t, grad are (rows, cols)."""
+    _check_rows("sigmoid_bce_with_grad", z, t, grad)
     return _sigmoid_bce(z, t, grad, z.dtype.type(1), z.dtype.type(1 / z.size))
 
 
-def sigmoid_bce_with_grad_ref(z, t, grad):
-    e = np.exp(-np.abs(z))
-    grad[...] = (np.where(z >= 0, 1, e) / (1 + e) - t) / z.size
-    return float(np.sum(np.maximum(z, 0) - z * t + np.log1p(e), dtype=np.float64))
 
 
 def mse_with_grad(y, t, grad):
     """Sum of (y - t)^2 over all elements; fills grad with 2 (y - t) / numel. All (rows, cols)."""
+    _check_rows("mse_with_grad", y, t, grad)
     return _mse_with_grad(y, t, grad, y.dtype.type(2 / y.size))
 
 
@@ -250,16 +236,33 @@ def _mse_with_grad(y, t, grad, scale):
     return total
 
 
-def mse_with_grad_ref(y, t, grad):
-    d = y - t
-    grad[...] = d * (2.0 / y.size)
-    return float(np.sum(np.square(d), dtype=np.float64))
+def _check_rows(what, first, *others) -> None:
+    """The (rows, cols) kernels index every array by the first one's shape: each must have it."""
+    for a in others:
+        if first.ndim != 2 or a.shape != first.shape:
+            raise ValueError(f"{what}: expected arrays of one shape (rows, cols), got {first.shape} and {a.shape}")
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view (never a copy: the update must land in the array itself)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"optimizer: parameters and slots must be C-contiguous, got strides {a.strides}")
+    return a.reshape(-1)
+
+
+def _same_shapes(p, *others) -> None:
+    """The kernels index every array by p's size: each must be exactly p's shape and dtype."""
+    for a in others:
+        if a.shape != p.shape or a.dtype != p.dtype:
+            raise ValueError(f"optimizer: expected arrays of shape {p.shape} and dtype {p.dtype}, got {a.shape} "
+                             f"{a.dtype}")
 
 
 def adam_update(p, g, m, v, lr_t, beta_1, beta_2, eps):
-    """One Adam step on flat arrays, in place (scalars cast to the parameters' dtype)."""
+    """:func:`npae.functional.optimizers.adam_update`, in one pass."""
+    _same_shapes(p, g, m, v)
     f = p.dtype.type
-    _adam_update(p, g, m, v, f(lr_t), f(1 - beta_1), f(1 - beta_2), f(eps))
+    _adam_update(_flat(p), _flat(g), _flat(m), _flat(v), f(lr_t), f(1 - beta_1), f(1 - beta_2), f(eps))
 
 
 @_rows
@@ -273,16 +276,11 @@ def _adam_update(p, g, m, v, lr_t, one_minus_b1, one_minus_b2, eps):
         p[i] -= lr_t * mi / (np.sqrt(vi) + eps)
 
 
-def adam_update_ref(p, g, m, v, lr_t, beta_1, beta_2, eps):
-    m += (g - m) * (1 - beta_1)
-    v += (np.square(g) - v) * (1 - beta_2)
-    p -= lr_t * m / (np.sqrt(v) + eps)
-
-
-def adadelta_update(p, g, acc_grad, acc_delta, lr, rho, eps):
-    """One Adadelta step on flat arrays, in place (scalars cast to the parameters' dtype)."""
+def adadelta_update(p, g, accum_grad, accum_delta, lr, rho, eps):
+    """:func:`npae.functional.optimizers.adadelta_update`, in one pass."""
+    _same_shapes(p, g, accum_grad, accum_delta)
     f = p.dtype.type
-    _adadelta_update(p, g, acc_grad, acc_delta, f(lr), f(rho), f(1 - rho), f(eps))
+    _adadelta_update(_flat(p), _flat(g), _flat(accum_grad), _flat(accum_delta), f(lr), f(rho), f(1 - rho), f(eps))
 
 
 @_rows
@@ -298,24 +296,23 @@ def _adadelta_update(p, g, acc_grad, acc_delta, lr, rho, one_minus_rho, eps):
         p[i] -= lr * d
 
 
-def adadelta_update_ref(p, g, acc_grad, acc_delta, lr, rho, eps):
-    acc_grad *= rho
-    acc_grad += (1 - rho) * np.square(g)
-    d = np.sqrt(acc_delta + eps) / np.sqrt(acc_grad + eps) * g
-    acc_delta *= rho
-    acc_delta += (1 - rho) * np.square(d)
-    p -= lr * d
-
-
 def gather_rows(src, idx, out):
-    """out[r] <- src[idx[r]] for a C-contiguous (n, features) ``src`` and ``out`` of its dtype (the
-    twin is ``np.take(src, idx, axis=0, out=out)``, 2x slower here: one thread). Every idx must be
-    in [0, n): the caller guarantees it (fit's indices come from a permutation)."""
-    _gather_rows(src, idx, out)
+    """out[r] <- src[idx[r]] for a C-contiguous (n, features) ``src`` and ``out`` of its dtype:
+    ``np.take(src, idx, axis=0, out=out)`` on all cores. Every idx is checked to lie in [0, n)."""
+    if src.ndim != 2 or out.shape != (idx.size, src.shape[1]) or out.dtype != src.dtype:
+        raise ValueError(f"gather_rows: expected a 2-D src and out of shape {(idx.size, *src.shape[1:])} and dtype "
+                         f"{src.dtype}, got src {src.shape} and out {out.shape} {out.dtype}")
+    if not _gather_rows(src, idx, out):
+        raise IndexError(f"gather_rows: indices must lie in [0, {len(src)})")
     return out
 
 
 @_rows
 def _gather_rows(src, idx, out):
+    n = src.shape[0]
+    for r in range(idx.size):  # (a serial check first: a few ns per index)
+        if idx[r] < 0 or idx[r] >= n:
+            return False
     for r in prange(idx.size):
         out[r, :] = src[idx[r], :]
+    return True

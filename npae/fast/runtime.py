@@ -1,18 +1,18 @@
-"""Thread-pool settings, applied when npae is imported (before NumPy, so OpenBLAS sees them).
+"""Numba for the fast path: the threading layer, and the decorators the kernels share.
 
-Two pools share the cores: OpenBLAS's (the GEMMs) and Numba's (the kernels).
+Two pools share the cores: OpenBLAS's (NumPy's GEMMs) and Numba's (the kernels). Numba's layer is
+chosen here, before the first parallel kernel runs: the TBB layer (the ``tbb`` package, a
+dependency where it has wheels) scales best and is safe across ``fork``; OpenMP is never chosen
+(GNU OpenMP kills a forked child that runs a parallel kernel, and ``multiprocessing`` forks by
+default on Linux). Without TBB npae uses workqueue. A user's NUMBA_THREADING_LAYER always wins.
+The measurements behind these choices: docs/performance.md.
 
-OpenBLAS: by default an idle OpenBLAS thread busy-waits for 2**28 cycles (~0.1 s) after each GEMM,
-so the Numba kernel that follows runs with one core instead of two (measured on 2 cores: the
-convolutional model's step used 245 ms of CPU for 96 ms of work). ``OPENBLAS_THREAD_TIMEOUT=4``
-(2**4 cycles, OpenBLAS's minimum) lets them sleep at once. OpenBLAS reads it when NumPy loads it,
-so it only takes effect when npae is imported before NumPy; a value the user set is kept.
-
-Numba: the TBB layer (the ``tbb`` package, a dependency where it has wheels) scales best and is
-safe across ``fork``: convolutional step on 2 cores 67-73 ms with TBB, 75-87 ms with OpenMP,
-90-106 ms with workqueue. OpenMP is never chosen: GNU OpenMP kills a forked child that runs a
-parallel kernel (``multiprocessing``'s default start method on Linux forks). Without TBB npae uses
-workqueue. A user's NUMBA_THREADING_LAYER always wins.
+Every call of the fast path (one batch) holds :data:`KERNEL_LOCK`: the kernels that call OpenBLAS
+from Numba's threads set OpenBLAS's thread count for their duration, and that setting is seen by
+every thread of the process (``openblas_set_num_threads_local`` is not thread-local in the
+OpenBLAS NumPy ships), which would change the rounding of another thread's GEMMs; workqueue also
+aborts when two threads launch kernels at once. Each call uses all cores, so taking turns by the
+batch costs nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ import ctypes
 import glob
 import os
 import sys
+import threading
 
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+import numba
+
+__all__ = ["parallel", "serial", "inline", "rows_kernel", "parallel_sums", "serial_sums", "parallel_contract",
+           "inline_contract", "chunks", "KERNEL_LOCK"]
 
 
 def _load_tbb() -> bool:
@@ -44,8 +48,23 @@ def _load_tbb() -> bool:
         return False
 
 
-def configure_numba(numba) -> None:
-    """Pick Numba's threading layer as described above (call before the first parallel kernel)."""
-    if "NUMBA_THREADING_LAYER" in os.environ:
-        return
+if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "tbb" if _load_tbb() else "workqueue"
+
+parallel = numba.njit(cache=True, parallel=True)  # a kernel whose prange loops run on all cores
+serial = numba.njit(cache=True)
+inline = numba.njit(cache=True, inline="always")  # a helper compiled into the kernels that call it
+# kernels over (rows, cols) arrays: rows in parallel; fastmath only for reassociation (vectorised
+# float64 sums) and contraction (FMA), no assumptions about NaN or inf
+rows_kernel = numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+parallel_sums = rows_kernel  # a parallel kernel of sums that may be reassociated (and FMA)
+serial_sums = numba.njit(cache=True, fastmath={"reassoc", "contract"})
+parallel_contract = numba.njit(cache=True, parallel=True, fastmath={"contract"})  # FMA only
+inline_contract = numba.njit(cache=True, inline="always", fastmath={"contract"})
+
+KERNEL_LOCK = threading.RLock()  # held by every fast-path call (re-entrant: fit calls evaluate)
+
+
+def chunks(n: int) -> int:
+    """Images are split into one chunk per thread (at most one per image)."""
+    return max(1, min(numba.get_num_threads(), n))

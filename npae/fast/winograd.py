@@ -32,12 +32,12 @@ with odd padding (the decoder's 'same' convolutions), 7 of the 16 slabs of V are
 (see :func:`slabs_of`): 9 GEMMs per product.
 
 Each Numba thread takes a group of images at a time, its V and M (about GROUP_BYTES) in its own
-cache, and calls OpenBLAS's GEMM itself, held to one thread (:mod:`npae.blas`); the backward
+cache, and calls OpenBLAS's GEMM itself, held to one thread (:mod:`npae.fast.blas`); the backward
 pass rebuilds V from the input instead of keeping 2.3x the input's size between the passes.
 The arithmetic is exact (a change of basis), not an approximation: float64 gradient checks hold
 as for any other path; in float32 the rounding differs from im2col's by a few ulps.
-:func:`forward_ref` and :func:`backward_ref` are the NumPy twins. ``forward`` and ``backward``
-return None, doing nothing, where npae.blas found no OpenBLAS.
+The tests hold both passes against :mod:`npae.functional.conv`. ``forward`` and ``backward``
+return None, doing nothing, where :func:`npae.fast.blas.find` found no OpenBLAS.
 """
 
 from __future__ import annotations
@@ -48,10 +48,11 @@ import numba
 import numpy as np
 from numba import prange
 
-from . import blas, kernels
-from .elementwise import activate, bias_act_forward_ref
+from . import blas
+from .elementwise import activate
+from .pool import code_shift, max_of_2x2, no_argmax
 
-__all__ = ["GROUP_BYTES", "backward", "backward_ref", "forward", "forward_ref", "kernel_grad_of", "slabs_of",
+__all__ = ["GROUP_BYTES", "backward", "forward", "kernel_grad_of", "slabs_of",
            "tiles", "transform_kernel"]
 
 GROUP_BYTES = 512 * 1024  # a thread's V and M for one group of images: about half a core's L2
@@ -122,9 +123,9 @@ def _input_tiles(x, b, pt, pl, uh, uw, th, tw, v, t0, d):
 def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb, argmax):
     """out[b] <- act(A^T M A + bias) from m[:, t0 + tile, :] (16, T, Cout), the parts inside the
     image; yb (4, Cout) scratch. With a non-empty argmax, out[b] and argmax[b] (th, tw, Cout) are
-    instead the 2x2 max pooling of that: a tile's outputs are one window (as kernels._max_of_2x2)."""
+    instead the 2x2 max pooling of that: a tile's outputs are one window (as pool.max_of_2x2)."""
     ho, wo, cout = out.shape[1], out.shape[2], out.shape[3]
-    s = kernels._code_shift(argmax.itemsize)
+    s = code_shift(argmax.itemsize)
     for ty in range(th):
         for tx in range(tw):
             t = t0 + ty * tw + tx
@@ -143,7 +144,7 @@ def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb, argmax):
                 for c in range(cout):  # of activate: several made Numba 0.68 warn when compiling)
                     yb[k, c] = activate(yb[k, c], act, one)
             if argmax.size:
-                kernels._max_of_2x2(yb[:4].reshape(2, 2, -1), 0, 0, out[b, ty, tx], argmax[b, ty, tx], s)
+                max_of_2x2(yb[:4].reshape(2, 2, -1), 0, 0, out[b, ty, tx], argmax[b, ty, tx], s)
                 continue
             for k in range(4):
                 y, xx = 2 * ty + k // 2, 2 * tx + k % 2
@@ -157,7 +158,7 @@ def _block_grad(g, b, ty, tx, yb, argmax):
     Wo, Cout), zero where the block sticks out of the image; or, with a non-empty argmax, from g[b]
     (th, tw, Cout), the gradient of the output's 2x2 max pooling: each window's to its winner."""
     ho, wo, cout = g.shape[1], g.shape[2], g.shape[3]
-    zero, s = g.dtype.type(0), kernels._code_shift(argmax.itemsize)
+    zero, s = g.dtype.type(0), code_shift(argmax.itemsize)
     for k in range(4):
         y, xx = 2 * ty + k // 2, 2 * tx + k % 2
         if argmax.size:
@@ -437,11 +438,30 @@ def _scratch(n, th, tw, cin, cout, itemsize, extra, scratch_of):
     return group, flat[:threads * per_thread].reshape(threads, per_thread), flat[threads * per_thread:]
 
 
+def _check(x, kernel, out, argmax, pt, pl, up, what):
+    """The kernels trust the shapes: x (N, H, W, Cin) and out (N, Ho, Wo, Cout) (pooled: half that,
+    with a uint8 argmax alike) of one dtype, a (3, 3, Cin, Cout) kernel, and an output the size a
+    padding of 0 to 2 on each side gives (pt, pl above and left; an output of another size is an
+    error, not a convolution with other padding)."""
+    ok = x.ndim == out.ndim == 4 and kernel.shape[:2] == (3, 3) and kernel.shape[2] == x.shape[3]
+    ok = ok and out.shape[0] == x.shape[0] and out.shape[3] == kernel.shape[3]
+    ok = ok and x.dtype == kernel.dtype == out.dtype and x.flags.c_contiguous and out.flags.c_contiguous
+    ok = ok and (argmax is None or (argmax.shape == out.shape and argmax.dtype == np.uint8))
+    if ok:
+        ho, wo = (2 * out.shape[1], 2 * out.shape[2]) if argmax is not None else out.shape[1:3]
+        for size, n_out, before in ((x.shape[1] * up[0], ho, pt), (x.shape[2] * up[1], wo, pl)):
+            ok = ok and n_out >= 1 and 0 <= before <= 2 and 0 <= n_out + 2 - before - size <= 2
+    if not ok:
+        raise ValueError(f"{what}: inconsistent arrays: x {x.shape} {x.dtype}, kernel {kernel.shape} {kernel.dtype}, "
+                         f"output {out.shape} {out.dtype}" + ("" if argmax is None else f", argmax {argmax.shape}")
+                         + f" (padding {pt} above, {pl} left, input read upsampled by {up})")
+
+
 def _pooling(argmax, up):
-    """``kernels._no_argmax(argmax)``, after checking that an upsampled input is not also pooled."""
+    """``no_argmax(argmax)``, after checking that an upsampled input is not also pooled."""
     if argmax is not None and up != (1, 1):
         raise ValueError(f"winograd: pooling the output of an upsampled input is not supported, got up={up}")
-    return kernels._no_argmax(argmax)
+    return no_argmax(argmax)
 
 
 def forward(x, kernel, pt, pl, bias, act, out, scratch_of, up=(1, 1), argmax=None) -> np.ndarray | None:
@@ -451,8 +471,8 @@ def forward(x, kernel, pt, pl, bias, act, out, scratch_of, up=(1, 1), argmax=Non
     bias (Cout,), act an activation code, ``scratch_of(size)`` a flat array of x's dtype. ``up``
     = (uh, uw): convolve x upsampled by that much (nearest neighbour, as UpSampling2D) without
     forming it; pt, pl, Ho, Wo then refer to the upsampled image. ``argmax`` (N, Ho/2, Wo/2,
-    Cout) of ``kernels.argmax_dtype(2, 2)``: out (the same shape) and argmax <- the 2x2 max
-    pooling of that output (as kernels.maxpool_forward; Ho, Wo even, a monotone act), each tile
+    Cout) of ``pool.argmax_dtype(2, 2)``: out (the same shape) and argmax <- the 2x2 max
+    pooling of that output (as :func:`npae.fast.pool.maxpool_forward`; Ho, Wo even, a monotone act), each tile
     pooled as it is written."""
     openblas = blas.find()
     if openblas is None:
@@ -460,6 +480,10 @@ def forward(x, kernel, pt, pl, bias, act, out, scratch_of, up=(1, 1), argmax=Non
     n, _, _, cin = x.shape
     th, tw = out.shape[1:3] if argmax is not None else tiles(*out.shape[1:3])
     cout = kernel.shape[3]
+    _check(x, kernel, out, argmax, pt, pl, up, "winograd.forward")
+    if bias.shape != (cout,) or bias.dtype != x.dtype:
+        raise ValueError(f"winograd.forward: expected a bias of shape {(cout,)} and dtype {x.dtype}, got "
+                         f"{bias.shape} {bias.dtype}")
     group, scratch, _ = _scratch(n, th, tw, cin, cout, x.itemsize, 0, scratch_of)
     with openblas.single_threaded():
         _forward(openblas.gemm(x.dtype), np.empty(0, openblas.int_dtype), x, transform_kernel(kernel),
@@ -479,6 +503,11 @@ def backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch_of, up=(1, 1), argma
     n, _, _, cin = x.shape
     th, tw = g.shape[1:3] if argmax is not None else tiles(*g.shape[1:3])
     cout = kernel.shape[3]
+    _check(x, kernel, g, argmax, pt, pl, up, "winograd.backward")
+    if kernel_grad.shape != kernel.shape or kernel_grad.dtype != x.dtype or (
+            dx is not None and (dx.shape != x.shape or dx.dtype != x.dtype)):
+        raise ValueError(f"winograd.backward: expected gradients shaped like the kernel {kernel.shape} and the "
+                         f"input {x.shape}")
     group, scratch, rest = _scratch(n, th, tw, cin, cout, x.itemsize, numba.get_num_threads() * 16 * cin * cout,
                                     scratch_of)  # and after it, each thread's dU
     du = rest[:scratch.shape[0] * 16 * cin * cout].reshape(scratch.shape[0], 16, cin, cout)
@@ -488,61 +517,4 @@ def backward(x, g, kernel, pt, pl, kernel_grad, dx, scratch_of, up=(1, 1), argma
                   pt, pl, *up, du, dx if dx is not None else x[:0], scratch, group, dx is not None,
                   _pooling(argmax, up))
     kernel_grad_of(du.sum(axis=0), kernel_grad)
-    return kernel_grad
-
-
-# ---------------------------------------------------------------------------- NumPy twins
-
-def _tiles_of(x, pt, pl, th, tw):
-    """The 4x4 input tiles, (N, th, tw, 4, 4, Cin), zero-padded."""
-    n, h, w, c = x.shape
-    xp = np.zeros((n, 2 * th + 2, 2 * tw + 2, c), dtype=x.dtype)
-    hh, ww = min(h, 2 * th + 2 - pt), min(w, 2 * tw + 2 - pl)
-    xp[:, pt:pt + hh, pl:pl + ww] = x[:, :hh, :ww]
-    i = 2 * np.arange(th)[:, None] + np.arange(4)  # (th, 4) rows of each tile
-    j = 2 * np.arange(tw)[:, None] + np.arange(4)
-    return xp[:, i[:, None, :, None], j[None, :, None, :]]
-
-
-def forward_ref(x, kernel, pt, pl, bias, act, out, up=(1, 1)):
-    """The twin of :func:`forward`, transform by transform in NumPy (all 16 slabs, on x upsampled)."""
-    x = kernels.upsample_forward_ref(x, *up)
-    n, ho, wo, cout = out.shape
-    th, tw = tiles(ho, wo)
-    bt, at = _BT.astype(x.dtype), _AT.astype(x.dtype)
-    v = np.einsum("ia,ntsabc,jb->ijntsc", bt, _tiles_of(x, pt, pl, th, tw), bt)  # (4, 4, N, th, tw, Cin)
-    m = np.einsum("ijntsc,ijcd->ijntsd", v, transform_kernel(kernel).reshape(4, 4, *kernel.shape[2:]))
-    y = np.einsum("ai,ijntsd,bj->ntasbd", at, m, at).reshape(n, 2 * th, 2 * tw, cout)
-    out[...] = y[:, :ho, :wo]
-    bias_act_forward_ref(out.reshape(-1, cout), bias, act)
-    return out
-
-
-def backward_ref(x, g, kernel, pt, pl, kernel_grad, dx, up=(1, 1)):
-    """The twin of :func:`backward` (all 16 slabs, on x upsampled; dx summed back to its size)."""
-    x = kernels.upsample_forward_ref(x, *up)
-    n, h, w, cin = x.shape
-    _, ho, wo, cout = g.shape
-    th, tw = tiles(ho, wo)
-    bt, at = _BT.astype(x.dtype), _AT.astype(x.dtype)
-    gp = np.zeros((n, 2 * th, 2 * tw, cout), dtype=g.dtype)
-    gp[:, :ho, :wo] = g
-    dy = gp.reshape(n, th, 2, tw, 2, cout)
-    dm = np.einsum("ai,ntasbd,bj->ijntsd", at, dy, at)  # A dY A^T, (4, 4, N, th, tw, Cout)
-    v = np.einsum("ia,ntsabc,jb->ijntsc", bt, _tiles_of(x, pt, pl, th, tw), bt)
-    du = np.einsum("ijntsc,ijntsd->ijcd", v, dm)
-    kernel_grad_of(du.reshape(16, cin, cout), kernel_grad)
-    if dx is None:
-        return kernel_grad
-    u = transform_kernel(kernel).reshape(4, 4, cin, cout)
-    dv = np.einsum("ijntsd,ijcd->ijntsc", dm, u)
-    dd = np.einsum("ia,ijntsc,jb->ntsabc", bt, dv, bt)  # (N, th, tw, 4, 4, Cin)
-    dxp = np.zeros((n, 2 * th + 2, 2 * tw + 2, cin), dtype=x.dtype)
-    for r in range(4):
-        for q in range(4):
-            dxp[:, r:r + 2 * th:2, q:q + 2 * tw:2] += dd[:, :, :, r, q]
-    hh, ww = min(h, 2 * th + 2 - pt), min(w, 2 * tw + 2 - pl)
-    big = np.zeros_like(x)
-    big[:, :hh, :ww] = dxp[:, pt:pt + hh, pl:pl + ww]
-    dx[...] = kernels.upsample_backward_ref(big, *up)
     return kernel_grad

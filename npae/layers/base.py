@@ -1,22 +1,20 @@
-"""The Layer contract every layer follows.
+"""The layer contract every npae layer follows (Keras's objects, CS231n's passes).
 
-A layer is configured in ``__init__``, creates its weights in ``build(input_shape)``, says its
-output shape without running (``compute_output_shape``), computes in ``forward(x, training)`` and
-keeps what its backward needs, and in ``backward(grad_out)`` fills ``grads`` (same keys and
-shapes as ``params``) and returns the gradient with respect to its input. Shapes exclude the
-batch axis, as in Keras's ``input_shape``.
+A layer is configured in ``__init__``, creates its weights in ``build(input_shape)`` and says its
+output shape without running (``compute_output_shape``). On data it offers two passes, which
+keep nothing on the layer, so one layer can run in several threads, or twice in one model:
 
-Layers with an ``activation`` split the work: ``forward`` = activation(linear part + bias), and
-``backward`` = ``backward_linear(activation'(a) * grad)`` plus the bias gradient. A model whose last
-layer ends in a sigmoid and whose loss is binary cross-entropy uses ``forward_logits`` and
-``backward_logits`` (dL/dz directly) instead.
+    out, cache = layer.forward(x, training)      x (N, *input_shape) -> out (N, *output_shape)
+    dx, grads  = layer.backward(dout, cache)     dout like out; dx like x; grads like params
 
-Results (outputs and input gradients) are new arrays, except while a Model's own methods run the
-layer (``reuse_buffers``): then they live in buffers the layer keeps, because the model reads each
-one before the layer runs again, or in arrays the model lends (``lent``: predict's output, and the
-input gradients, which take turns in two arrays). ``backward(grad_out, overwrite_grad=True)`` lets a
-layer use ``grad_out`` itself as scratch (the model passes it for gradients that came from another
-layer). Scratch memory used within one call (``take_scratch``) is shared by a model's layers.
+``grads`` maps each weight's name ("kernel", "bias") to its gradient; the model adds them up
+(a layer used twice gets the sum of both uses' gradients). Each layer's passes call the NumPy
+operations of :mod:`npae.functional`, where the maths and the shapes are written down. Shapes
+given to a layer exclude the batch axis, as in Keras's ``input_shape``.
+
+Layers with an ``activation`` compute a = activation(z), z their linear part. Called with
+``logits=True`` they stop at z: a model whose last sigmoid meets binary cross-entropy computes
+the loss from z (see :mod:`npae.functional.losses`), and the backward pass then starts at dz.
 """
 
 from __future__ import annotations
@@ -24,60 +22,50 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import activations, elementwise, regularizers
+from .. import activations, regularizers
+from ..checks import pop_keras_only, positive_int
+from ..functional.activations import ActivationCache, kink
+from ..graph import SymbolicTensor
 
-__all__ = ["Layer", "Scratch", "to_pair"]
+__all__ = ["Layer", "ActivatedCache", "CHANNELS_LAST", "check_padding", "check_weight", "unique_name", "param_key"]
 
 _name_counts: Counter = Counter()
+CHANNELS_LAST = frozenset({None, "channels_last"})  # data_format values npae accepts
+# weights larger than this are refused at build with a clear error rather than a MemoryError
+MAX_WEIGHT_ELEMENTS = 2**31
 
 
-def _unique_name(cls_name: str) -> str:
-    # Keras's rule: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, ReLU -> re_lu
+def unique_name(cls_name: str) -> str:
+    """Keras's naming rule: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, then _1, _2, ..."""
     base = re.sub(r"([a-z])([A-Z])", r"\1_\2", re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls_name)).lower()
     n = _name_counts[base]
     _name_counts[base] += 1
     return base if n == 0 else f"{base}_{n}"
 
 
-class Scratch:
-    """Scratch memory for a layer's internal use within one call (im2col's patch blocks), which
-    the layers of a model share, as they run one at a time: one flat array, grown when needed.
-    ``owner`` is the layer that took it last, so a layer can tell whether what it left there is
-    still there."""
-
-    def __init__(self):
-        self.array: np.ndarray | None = None
-        self.owner: Layer | None = None
-
-    def take(self, owner: Layer, shape: tuple[int, ...], dtype) -> np.ndarray:
-        size = math.prod(shape)
-        if self.array is None or self.array.size < size or self.array.dtype != dtype:
-            self.array = np.empty(size, dtype=dtype)
-        self.owner = owner
-        return self.array[:size].reshape(shape)
+def check_padding(padding) -> str:
+    """'valid' | 'same' (any case) -> lower case; anything else is a clear error."""
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    return padding.lower()
 
 
-_ones_by_dtype: dict[np.dtype, np.ndarray] = {}
+def param_key(layer: Layer, name: str) -> str:
+    """A weight's key in a model, "<layer name>/<weight name>": the keys of ``model.parameters()``,
+    ``model.gradients()`` and the optimizer's state."""
+    return f"{layer.name}/{name}"
 
 
-def _ones(rows: int, dtype) -> np.ndarray:
-    """A read-only vector of ``rows`` ones, one kept per dtype for all layers (grown when needed)."""
-    buf = _ones_by_dtype.get(np.dtype(dtype))
-    if buf is None or buf.size < rows:
-        buf = _ones_by_dtype[np.dtype(dtype)] = np.ones(rows, dtype=dtype)
-        buf.flags.writeable = False
-    return buf[:rows]
+class ActivatedCache(NamedTuple):
+    """The cache of a layer with an activation: its linear part's, and the activation's (None
+    when the forward pass stopped at the logits)."""
 
-
-def to_pair(value, name: str) -> tuple[int, int]:
-    """An int or a pair of positive ints -> (int, int); anything else is a clear error."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    linear: Any
+    act: ActivationCache | None
 
 
 class Layer:
@@ -85,36 +73,34 @@ class Layer:
 
     Attributes
     ----------
-    params, grads : dict[str, np.ndarray] with the same keys and shapes (empty without weights).
+    params : dict[str, np.ndarray], the weights by name ("kernel", "bias"), empty without weights.
     input_shape, output_shape : tuple[int, ...] without the batch axis, set by ``build``.
-    needs_input_grad : a model clears it on its first layer, whose input gradient nobody uses.
+    trainable : whether fit updates this layer's weights (Keras's ``layer.trainable``).
     """
 
     param_order: tuple[str, ...] = ()  # Keras's weight order, e.g. ("kernel", "bias")
-    # Set by a Model while its own methods (compute_gradients, evaluate, predict) run the layer:
-    # they consume every result before the layer runs again, so results may live in kept buffers.
-    reuse_buffers: bool = False
-    # Arrays a Model lends for one call, by result name: {"out": ...} (predict's output slice) or
-    # {"dx": ...} (an array shared by the layers' input gradients). Flat and contiguous.
-    lent: dict[str, np.ndarray] | None = None
-    # Internal scratch memory; a Model gives all its layers the same one (``Scratch``).
-    scratch: Scratch | None = None
+    activation: activations.Activation | None = None
 
-    def __init__(self, name: str | None = None, dtype=None, activation=None, activity_regularizer=None,
-                 input_shape: tuple[int, ...] | None = None):
-        self.name = name or _unique_name(type(self).__name__)
-        self.dtype = np.dtype(dtype or np.float32)
-        if self.dtype.kind != "f":
-            raise ValueError(f"{self.name}: dtype must be a float type, got {self.dtype}")
-        self.activation = activations.get(activation)
+    def __init__(self, name: str | None = None, dtype=None, trainable: bool = True, activity_regularizer=None,
+                 input_shape: tuple[int, ...] | None = None, **kwargs):
+        pop_keras_only(type(self).__name__, kwargs, {"autocast": True, "batch_size": None}, strict=True)
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"{type(self).__name__}: name must be a non-empty string without '/', got {name!r}")
+        self.name = name or unique_name(type(self).__name__)
+        try:
+            self.dtype = np.dtype(dtype or np.float32)
+        except TypeError:
+            raise ValueError(f"{self.name}: dtype must be 'float32' or 'float64', got {dtype!r}") from None
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{self.name}: dtype must be 'float32' or 'float64', got {self.dtype}")
+        self.trainable = bool(trainable)
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
         self.built = False
-        self.input_shape: tuple[int, ...] | None = tuple(input_shape) if input_shape else None
+        self.input_shape: tuple[int, ...] | None = None
+        if input_shape is not None:
+            self.input_shape = tuple(positive_int(d, f"{self.name}: input_shape entry") for d in input_shape)
         self.output_shape: tuple[int, ...] | None = None
-        self.needs_input_grad = True
-        self._out: np.ndarray | None = None
 
     # -- configuration and shapes -----------------------------------------------------------
     def build(self, input_shape: tuple[int, ...], rng: np.random.Generator | None = None) -> None:
@@ -122,9 +108,19 @@ class Layer:
         input_shape = tuple(int(d) for d in input_shape)
         self.output_shape = self.compute_output_shape(input_shape)
         self.input_shape = input_shape
+        self.params = {}
+        for key, shape in self.weight_shapes(input_shape).items():
+            size = math.prod(shape)
+            if size > MAX_WEIGHT_ELEMENTS:
+                raise ValueError(f"{self.name}: its {key} of shape {shape} would hold {size:,} values "
+                                 f"({size * self.dtype.itemsize / 2**30:,.1f} GiB); npae refuses weights of more "
+                                 f"than {MAX_WEIGHT_ELEMENTS:,} values")
         self._create_params(input_shape, rng)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.built = True
+
+    def weight_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The shape of each weight for this input shape, without creating any."""
+        return {}
 
     def _create_params(self, input_shape, rng) -> None:
         """Layers with weights fill ``self.params`` here."""
@@ -136,15 +132,40 @@ class Layer:
     def get_config(self) -> dict:
         """The constructor arguments that rebuild this layer (JSON-serialisable)."""
         cfg = {"name": self.name, "dtype": self.dtype.name}
+        if not self.trainable:
+            cfg["trainable"] = False
         if self.activity_regularizer is not None:
             cfg["activity_regularizer"] = self.activity_regularizer.get_config()
         return cfg
 
+    @classmethod
+    def from_config(cls, config: dict) -> Layer:
+        """The layer ``get_config`` describes."""
+        return cls(**config)
+
     # -- computation ---------------------------------------------------------------------------
-    def _check_input(self, x: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        """Cast to the layer's dtype and insist on (batch, *shape), by default (batch, *input_shape):
-        never broadcast silently."""
+    def forward(self, x: np.ndarray, training: bool = False) -> tuple[np.ndarray, Any]:
+        """out, cache: the output (N, *output_shape) and what :meth:`backward` needs."""
+        raise NotImplementedError
+
+    def backward(self, dout: np.ndarray, cache) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """dx, grads: dL/dx (N, *input_shape) and dL/d(each weight) from dout = dL/dout."""
+        raise NotImplementedError
+
+    def kinks(self, cache) -> list[np.ndarray]:
+        """Masks that change when an input crosses a point without a derivative (a relu's zero,
+        a max pool's winner), from a forward pass's cache; gradient checks skip such steps."""
+        if isinstance(cache, ActivatedCache) and cache.act is not None:
+            mask = kink(cache.act)
+            return [] if mask is None else [mask]
+        return []
+
+    def _check_input(self, x, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """``x`` as an array of the layer's dtype and of shape (batch, *input_shape) (building the
+        layer if needed): never broadcast silently."""
         x = np.asarray(x)
+        if x.dtype.kind not in "fiu" and x.dtype != np.bool_:
+            raise TypeError(f"{self.name}: expected a numeric input, got dtype {x.dtype}")
         if not self.built:
             self.build(x.shape[1:])
         shape = shape or self.input_shape
@@ -153,156 +174,70 @@ class Layer:
                              f"got {x.shape}")
         return x if x.dtype == self.dtype else x.astype(self.dtype)
 
-    # Layers with an activation implement forward_linear (x -> z2 = the linear part without bias, as
-    # a 2-D (rows, units) array) and backward_linear (dL/dz2 -> dL/dx, filling the kernel's grads).
-    # The base class adds the bias and the activation in one fused pass (or the layer's own kernel
-    # does, as it writes: forward_linear_bias_act), and takes their derivatives.
-    def forward_linear(self, x: np.ndarray, training: bool) -> np.ndarray:
-        raise NotImplementedError
+    def _activate(self, z: np.ndarray, logits: bool) -> tuple[np.ndarray, ActivationCache | None]:
+        """a = activation(z), or z itself with ``logits``."""
+        if logits:
+            return z, None
+        return self.activation.forward(z)
 
-    def backward_linear(self, grad_z2: np.ndarray) -> np.ndarray | None:
-        raise NotImplementedError
-
-    def workspace(self, name: str, shape: tuple[int, ...], dtype=None) -> np.ndarray:
-        """A scratch array of ``shape`` kept by the layer and reused from step to step (for internal
-        buffers such as im2col's patch matrix, never for outputs handed to the caller)."""
-        dtype = np.dtype(dtype or self.dtype)
-        size = math.prod(shape)  # (np.prod takes ~20 us, and this runs several times per layer and step)
-        ws = self.__dict__.setdefault("_workspaces", {})
-        buf = ws.get(name)
-        if buf is None or buf.size < size or buf.dtype != dtype:
-            buf = ws[name] = np.empty(size, dtype=dtype)
-        return buf[:size].reshape(shape)
-
-    def take_scratch(self, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """Scratch memory for use within this call only (shared with the model's other layers)."""
-        if self.scratch is None:
-            self.scratch = Scratch()
-        return self.scratch.take(self, shape, np.dtype(dtype))
-
-    def result_buffer(self, name: str, shape: tuple[int, ...], dtype=None) -> np.ndarray:
-        """An array for a result handed to the caller, ``name`` "out" (the output) or "dx" (the
-        input gradient): the array the model lent for it, else a kept workspace while
-        ``reuse_buffers`` is set, else a new array. Reusing saves the page faults of fresh
-        memory: a new 13 MB output costs ~3,200 of them, about 2 ms, every step."""
-        dtype = np.dtype(dtype or self.dtype)
-        lent = self.lent.get(name) if self.lent else None
-        if lent is not None and lent.dtype == dtype and lent.size >= math.prod(shape):
-            return lent[:math.prod(shape)].reshape(shape)
-        if self.reuse_buffers:
-            return self.workspace(name, shape, dtype)
-        return np.empty(shape, dtype=dtype)
-
-    def _bias(self) -> np.ndarray:
-        bias = self.params.get("bias")
-        if bias is None:
-            bias = np.zeros(self.output_shape[-1], dtype=self.dtype)
-        return bias
-
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """a = activation(linear(x) + bias), shape (N, *output_shape)."""
-        x = self._check_input(x)
-        self._out2 = self.forward_linear_bias_act(x, training, self.activation.code)
-        self._out = self._out2.reshape((x.shape[0], *self.output_shape))
-        return self._out
-
-    def forward_logits(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """z = linear(x) + bias, the pre-activation (used for sigmoid + BCE from logits)."""
-        x = self._check_input(x)
-        z2 = self.forward_linear_bias_act(x, training, 0)
-        self._out = None
-        return z2.reshape((x.shape[0], *self.output_shape))
-
-    def forward_linear_bias_act(self, x: np.ndarray, training: bool, act: int) -> np.ndarray:
-        """act(linear(x) + bias) as (rows, units), ``act`` an activation code (0: none). A layer
-        whose own kernel can add the bias and apply ``act`` as it writes overrides this."""
-        return elementwise.bias_act_forward(self.forward_linear(x, training), self._bias(), act)
-
-    def backward(self, grad_out: np.ndarray, overwrite_grad: bool = False) -> np.ndarray | None:
-        """dL/dx from dL/d(output); fills ``self.grads``. Adds the activity penalty's gradient.
-        With ``overwrite_grad`` the caller will not read ``grad_out`` again and it may be reused."""
-        if self.activity_regularizer is not None:
-            grad_out = grad_out + self.activity_regularizer.gradient(self._out)  # a new array
-            overwrite_grad = True
-        g2 = grad_out.reshape(self._out2.shape)
-        if self.activation.code != 0:  # dL/dz = dL/da * act'(a), from the kept output a
-            dz = g2 if overwrite_grad else self.workspace("grad_z", g2.shape, g2.dtype)
-            g2 = elementwise.act_backward(g2, self._out2, self.activation.code, dz)
-        return self._backward_z2(g2)
-
-    def backward_logits(self, grad_z: np.ndarray) -> np.ndarray | None:
-        """dL/dx from dL/dz, the gradient with respect to the pre-activation."""
-        return self._backward_z2(grad_z.reshape(-1, self.output_shape[-1]))
-
-    def _backward_z2(self, g2: np.ndarray) -> np.ndarray | None:
-        if "bias" in self.params:  # dL/dbias = sum over rows = ones^T g2, as a GEMV (6x faster here
-            np.dot(_ones(g2.shape[0], g2.dtype), g2, out=self.grads["bias"])  # than np.sum(axis=0))
-        return self.backward_linear(g2)
-
-    def regularization_loss(self) -> float:
-        """The activity penalty of the last forward pass (0.0 without a regulariser)."""
-        if self.activity_regularizer is None or self._out is None:
-            return 0.0
-        return self.activity_regularizer.penalty(self._out)
-
-    def kink_state(self) -> list[np.ndarray]:
-        """Masks that change when an input crosses a non-differentiable point (for gradcheck)."""
-        states = []
-        if self._out is not None:
-            for src in (self.activation, self.activity_regularizer):
-                s = src.kink_state(self._out) if src is not None else None
-                if s is not None:
-                    states.append(s)
-        return states
+    def _deactivate(self, dout: np.ndarray, act: ActivationCache | None) -> np.ndarray:
+        """dL/dz from dL/da (or dL/dz itself after a forward pass with ``logits``)."""
+        return dout if act is None else self.activation.backward(dout, act)
 
     # -- weights -------------------------------------------------------------------------------
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The weights themselves (not copies), in Keras's order."""
+        return [self.params[k] for k in self.param_order if k in self.params]
+
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the weights in Keras's order (kernel, then bias)."""
-        return [self.params[k].copy() for k in self.param_order if k in self.params]
+        return [w.copy() for w in self.weights]
 
-    def set_weights(self, weights: list[np.ndarray]) -> None:
-        """Set weights in Keras's order; shapes must match exactly."""
+    def set_weights(self, weights) -> None:
+        """Set weights in Keras's order. Each must be a real-valued array of exactly the weight's
+        shape; nothing is set unless all are."""
         keys = [k for k in self.param_order if k in self.params]
+        weights = list(weights)
         if len(weights) != len(keys):
-            raise ValueError(f"{self.name}: expected {len(keys)} weight arrays ({keys}), got {len(weights)}")
-        for k, w in zip(keys, weights):
-            w = np.asarray(w)
-            if w.shape != self.params[k].shape:
-                raise ValueError(f"{self.name}.{k}: expected shape {self.params[k].shape}, got {w.shape}")
+            raise ValueError(f"{self.name}: expected {len(keys)} weight arrays ({', '.join(keys)}), "
+                             f"got {len(weights)}")
+        checked = [check_weight(w, self.params[k].shape, f"{self.name}.{k}") for k, w in zip(keys, weights)]
+        for k, w in zip(keys, checked):
             self.params[k][...] = w
 
     def count_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
     def astype(self, dtype) -> None:
-        """Cast weights and gradients to ``dtype`` (e.g. float64 for exact gradient checks)."""
+        """Cast the weights to ``dtype`` (e.g. float64 for exact gradient checks)."""
         self.dtype = np.dtype(dtype)
-        self.__dict__.pop("_workspaces", None)
         self.params = {k: v.astype(self.dtype) for k, v in self.params.items()}
-        self.grads = {k: v.astype(self.dtype) for k, v in self.grads.items()}
 
     # -- the functional API --------------------------------------------------------------------
-    def __call__(self, tensor):
-        """Apply this layer to a symbolic tensor (from ``Input``) and return the output tensor.
-
-        An unbuilt layer is built for the tensor's shape; a built one (a shared layer) must be
-        called on exactly the shape it was built for.
-        """
-        from ..graph import SymbolicTensor
-
-        if not isinstance(tensor, SymbolicTensor):
-            raise TypeError(
-                f"{self.name}: layers are called on symbolic tensors from npae.layers.Input, "
-                f"got {type(tensor).__name__}; to run on data use model.predict or layer.forward"
-            )
+    def __call__(self, inputs, training: bool = False):
+        """On a symbolic tensor (from ``Input``): the output tensor, for building a ``Model``; an
+        unbuilt layer is built for the tensor's shape, a built one (a shared layer) must get that
+        shape again. On an array: the output array (Keras's eager call)."""
+        if not isinstance(inputs, SymbolicTensor):
+            return self.forward(inputs, training)[0]
         if not self.built:
-            self.build(tensor.shape)
-        elif tuple(tensor.shape) != self.input_shape:
-            raise ValueError(
-                f"{self.name} was built for input shape {self.input_shape} and cannot be called on "
-                f"a tensor of shape {tuple(tensor.shape)}"
-            )
-        return SymbolicTensor(self.output_shape, layer=self, parent=tensor)
+            self.build(inputs.shape)
+        elif tuple(inputs.shape) != self.input_shape:
+            raise ValueError(f"{self.name} was built for input shape {self.input_shape} and cannot be called on "
+                             f"a tensor of shape {tuple(inputs.shape)}")
+        return SymbolicTensor(self.output_shape, layer=self, parent=inputs)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.input_shape}->{self.output_shape}>"
+
+
+def check_weight(w, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """A weight array given from outside (set_weights, a model file): real numbers (float, int or
+    bool) of exactly ``shape``; objects, strings, complex numbers and records are refused."""
+    w = np.asarray(w) if not isinstance(w, np.ndarray) else w
+    if w.dtype.kind not in "fiub":
+        raise ValueError(f"{what}: expected an array of real numbers, got dtype {w.dtype}")
+    if w.shape != tuple(shape):
+        raise ValueError(f"{what}: expected shape {tuple(shape)}, got {w.shape}")
+    return w

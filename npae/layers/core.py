@@ -1,165 +1,107 @@
-"""Dense, stand-alone activations, Flatten, Reshape and the input placeholder."""
+"""The input placeholder and Dense."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .. import initializers
-from .base import Layer
+from .. import activations, initializers
+from ..checks import pop_keras_only, positive_int
+from ..functional import dense
+from ..graph import SymbolicTensor
+from .base import ActivatedCache, Layer
 
-__all__ = ["InputLayer", "Dense", "Activation", "ReLU", "Flatten", "Reshape"]
+__all__ = ["Input", "InputLayer", "Dense"]
+
+_KERNEL_OFF = {"kernel_regularizer": None, "bias_regularizer": None, "kernel_constraint": None,
+               "bias_constraint": None, "lora_rank": None}
+
+
+def _shape_arg(shape, batch_shape, owner: str) -> tuple[int, ...]:
+    if shape is None and batch_shape is not None:
+        shape = tuple(batch_shape)[1:]
+    if shape is None:
+        raise ValueError(f"{owner}: give shape=(...) without the batch axis, e.g. Input(shape=(784,))")
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0 for d in shape):
+        raise ValueError(f"{owner}: shape must be positive ints without the batch axis, got {shape!r}")
+    return tuple(int(d) for d in shape)
 
 
 class InputLayer(Layer):
-    """The placeholder at the start of a functional model: passes data through unchanged."""
+    """The placeholder at the start of a model (Keras's ``InputLayer``): passes data through."""
 
-    def __init__(self, input_shape: tuple[int, ...], name: str | None = None, dtype=None):
-        super().__init__(name=name, dtype=dtype)
-        self.build(input_shape)
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, input_shape=None,
+                 **kwargs):
+        shape = _shape_arg(shape if shape is not None else input_shape, batch_shape, "InputLayer")
+        super().__init__(name=name, dtype=dtype, **pop_keras_only("InputLayer", kwargs, {"sparse": None}))
+        self.build(shape)
 
     def forward(self, x, training=False):
-        return self._check_input(x)
+        return self._check_input(x), None
 
-    def backward(self, grad_out, overwrite_grad=False):
-        return grad_out
+    def backward(self, dout, cache):
+        return dout, {}
 
     def get_config(self):
         return {**super().get_config(), "input_shape": list(self.input_shape)}
 
 
-class Dense(Layer):
-    """Fully connected layer: a = activation(x @ kernel + bias).
+def Input(shape=None, batch_size=None, dtype=None, name: str | None = None, batch_shape=None,  # noqa: N802
+          **kwargs) -> SymbolicTensor:
+    """Keras's ``Input(shape=(...))``: the symbolic entry of a functional model (shape without
+    the batch axis)."""
+    layer = InputLayer(shape, batch_size, dtype, batch_shape, name, **kwargs)
+    return SymbolicTensor(layer.input_shape, layer=layer)
 
-    Shapes: x (N, in), kernel (in, units), bias (units,), a (N, units).
-    Backward, with g = dL/dz (N, units):
-        dL/dkernel = x^T g   (in, units);   dL/dbias = sum_n g   (units,);   dL/dx = g kernel^T   (N, in)
+
+class Dense(Layer):
+    """Keras's ``Dense(units, activation=None, use_bias=True)``: a = activation(x @ kernel + bias).
+
+    Shapes: x (N, D), kernel (D, units), bias (units,), a (N, units). The maths of both passes:
+    :mod:`npae.functional.dense` (and :mod:`npae.functional.activations`).
     """
 
     param_order = ("kernel", "bias")
 
-    def __init__(self, units: int, activation=None, use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 activity_regularizer=None, name=None, dtype=None, input_shape=None, input_dim=None):
-        if not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"Dense: units must be a positive int, got {units!r}")
+    def __init__(self, units: int, activation=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", activity_regularizer=None, input_dim: int | None = None, **kwargs):
+        self.units = positive_int(units, "Dense: units")
         if input_dim is not None:
-            input_shape = (input_dim,)
-        super().__init__(name=name, dtype=dtype, activation=activation,
-                         activity_regularizer=activity_regularizer, input_shape=input_shape)
-        self.units, self.use_bias = int(units), bool(use_bias)
+            kwargs["input_shape"] = (input_dim,)
+        super().__init__(activity_regularizer=activity_regularizer, **pop_keras_only("Dense", kwargs, _KERNEL_OFF))
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self._init_names = (kernel_initializer, bias_initializer)
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 1:
-            raise ValueError(
-                f"{self.name}: Dense expects input of shape (batch, features), got (batch, "
-                f"{', '.join(map(str, input_shape))}); add a Flatten layer first"
-            )
+            raise ValueError(f"{self.name}: Dense expects input of shape (batch, features), got (batch, "
+                             f"{', '.join(map(str, input_shape))}); add a Flatten layer first")
         return (self.units,)
+
+    def weight_shapes(self, input_shape):
+        return {"kernel": (input_shape[0], self.units), **({"bias": (self.units,)} if self.use_bias else {})}
 
     def _create_params(self, input_shape, rng):
         self.params["kernel"] = self.kernel_initializer((input_shape[0], self.units), self.dtype, rng)
         if self.use_bias:
             self.params["bias"] = self.bias_initializer((self.units,), self.dtype, rng)
 
-    def forward_linear(self, x, training):
-        self._x = x  # (N, in), kept for dL/dkernel
-        z = self.result_buffer("out", (x.shape[0], self.units), x.dtype)
-        return np.matmul(x, self.params["kernel"], out=z)  # (N, units); the base adds bias and activation
-
-    def backward_linear(self, grad_z):
-        np.matmul(self._x.T, grad_z, out=self.grads["kernel"])  # (in, units)
-        if not self.needs_input_grad:
-            return None
-        dx = self.result_buffer("dx", self._x.shape, grad_z.dtype)
-        return np.matmul(grad_z, self.params["kernel"].T, out=dx)  # (N, in)
-
-    def get_config(self):
-        names = [n if isinstance(n, str) else "glorot_uniform" for n in self._init_names]
-        return {**super().get_config(), "units": self.units, "activation": self.activation.name,
-                "use_bias": self.use_bias, "kernel_initializer": names[0], "bias_initializer": names[1]}
-
-
-class Activation(Layer):
-    """An activation as a layer of its own: ``Activation('relu')``. Shape in = shape out."""
-
-    def __init__(self, activation, name=None, dtype=None, input_shape=None):
-        super().__init__(name=name, dtype=dtype, activation=activation, input_shape=input_shape)
-
-    def forward_linear(self, x, training):
-        z = self.result_buffer("out", (x.size // x.shape[-1], x.shape[-1]), x.dtype)
-        np.copyto(z, x.reshape(z.shape))
-        return z  # (rows, last axis); the base applies the activation
-
-    def backward_linear(self, grad_z):
-        # grad_z may live in this layer's grad_z workspace: hand the caller an array of its own
-        dx = self.result_buffer("dx", (grad_z.size // math.prod(self.input_shape), *self.input_shape), grad_z.dtype)
-        np.copyto(dx, grad_z.reshape(dx.shape))
-        return dx
-
-    def get_config(self):
-        return {**super().get_config(), "activation": self.activation.name}
-
-
-class ReLU(Activation):
-    """``Activation('relu')`` under Keras's class name."""
-
-    def __init__(self, name=None, dtype=None, input_shape=None):
-        super().__init__("relu", name=name, dtype=dtype, input_shape=input_shape)
-
-    def get_config(self):
-        cfg = super().get_config()
-        cfg.pop("activation")
-        return cfg
-
-
-class Flatten(Layer):
-    """(N, d1, d2, ...) -> (N, d1*d2*...), a view (no copy) of a contiguous input."""
-
-    def compute_output_shape(self, input_shape):
-        return (math.prod(input_shape),)
-
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, logits=False):
+        """a (N, units), cache; with ``logits``, z = x @ kernel + bias instead of a."""
         x = self._check_input(x)
-        return x.reshape(x.shape[0], -1)
+        z, linear = dense.forward(x, self.params["kernel"], self.params.get("bias"))
+        a, act = self._activate(z, logits)
+        return a, ActivatedCache(linear, act)
 
-    def backward(self, grad_out, overwrite_grad=False):
-        return grad_out.reshape((grad_out.shape[0], *self.input_shape))
-
-
-class Reshape(Layer):
-    """(N, *input_shape) -> (N, *target_shape); one entry of target_shape may be -1."""
-
-    def __init__(self, target_shape, name=None, dtype=None, input_shape=None):
-        super().__init__(name=name, dtype=dtype, input_shape=input_shape)
-        self.target_shape = tuple(int(d) for d in target_shape)
-
-    def compute_output_shape(self, input_shape):
-        size, target = math.prod(input_shape), list(self.target_shape)
-        if target.count(-1) > 1:
-            raise ValueError(f"{self.name}: at most one -1 in target_shape, got {self.target_shape}")
-        if -1 in target:
-            known = math.prod(d for d in target if d != -1)
-            if known == 0 or size % known:
-                raise ValueError(f"{self.name}: cannot reshape {input_shape} into {self.target_shape}")
-            target[target.index(-1)] = size // known
-        if math.prod(target) != size:
-            raise ValueError(
-                f"{self.name}: cannot reshape {tuple(input_shape)} ({size} values) into "
-                f"{self.target_shape} ({math.prod(target)} values)"
-            )
-        return tuple(target)
-
-    def forward(self, x, training=False):
-        x = self._check_input(x)
-        return x.reshape((x.shape[0], *self.output_shape))
-
-    def backward(self, grad_out, overwrite_grad=False):
-        return grad_out.reshape((grad_out.shape[0], *self.input_shape))
+    def backward(self, dout, cache):
+        """dL/dx (N, D) and {"kernel": (D, units), "bias": (units,)} from dout (N, units)."""
+        dz = self._deactivate(dout, cache.act)
+        dx, dkernel, dbias = dense.backward(dz, cache.linear)
+        return dx, {"kernel": dkernel, "bias": dbias} if self.use_bias else {"kernel": dkernel}
 
     def get_config(self):
-        return {**super().get_config(), "target_shape": list(self.target_shape)}
+        return {**super().get_config(), "units": self.units, "activation": activations.serialize(self.activation),
+                "use_bias": self.use_bias, "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                "bias_initializer": initializers.serialize(self.bias_initializer)}

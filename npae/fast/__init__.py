@@ -1,0 +1,20 @@
+"""The fast path: the same numbers as the reference path (:mod:`npae.reference`), on Numba kernels.
+
+A model compiled with ``jit_compile="auto"`` (the default) or True runs its batches here. Nothing
+in :mod:`npae.layers` or :mod:`npae.functional` imports this package: the layers say what is
+computed, and the fast path reads them (their configuration and weights) to decide how.
+
+    policy.py     pure functions: which convolution algorithm, which fusions apply
+    planner.py    layers + loss + mode -> a Plan of typed steps (steps.py), by rewrite rules
+    memory.py     the buffers a plan runs in, one workspace per plan and thread
+    path.py       FastPath: what a Model calls (plans, workspaces)
+    the kernels, one operation per module, each tested against its reference operation:
+    elementwise.py (bias + activation, losses, optimizer updates), im2col.py, conv_direct.py,
+    conv_im2col.py, conv_gemm.py, winograd.py, phases.py, pool.py, upsample.py, dense_stack.py,
+    blas.py (OpenBLAS called from Numba), runtime.py (Numba's settings)
+"""
+
+from .path import FastPath
+from .planner import Plan, plan
+
+__all__ = ["FastPath", "Plan", "plan"]

@@ -1,0 +1,71 @@
+"""The fast path as a model runs it: a plan per mode, built once, and a workspace per plan and
+thread, so that several threads can predict with one model (each with its own buffers; the
+batches take turns, see :data:`npae.fast.runtime.KERNEL_LOCK`)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..layers import Layer
+from ..losses import Loss
+from . import elementwise
+from .memory import Workspace
+from .planner import Plan, plan
+from .runtime import KERNEL_LOCK
+
+__all__ = ["FastPath"]
+
+
+class FastPath:
+    """Runs a chain of layers and a loss on the fast path; the interface of
+    :class:`npae.reference.ReferencePath` (which see for the arguments)."""
+
+    optimizer_ops = elementwise  # the update functions optimizers call on this path
+
+    def __init__(self, layers: list[Layer], loss: Loss | None = None, logits: bool = False):
+        self.layers, self.loss, self.logits = list(layers), loss, logits
+        self._plans: dict[str, Plan] = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def plan(self, mode: str) -> Plan:
+        """The plan for "train", "evaluate" or "predict" (built on first use)."""
+        found = self._plans.get(mode)
+        if found is None:
+            with self._lock:
+                found = self._plans.get(mode)
+                if found is None:
+                    dtype = next((layer.dtype for layer in self.layers if layer.params), np.float32)
+                    found = self._plans[mode] = plan(self.layers, self.loss, self.logits, mode, dtype)
+        return found
+
+    def workspace(self, mode: str) -> Workspace:
+        """This thread's workspace for ``mode``'s plan."""
+        spaces = self._local.__dict__.setdefault("spaces", {})
+        ws = spaces.get(mode)
+        if ws is None:
+            ws = spaces[mode] = Workspace()
+        return ws
+
+    def gradients(self, x: np.ndarray, y: np.ndarray, grads: dict, timer=None) -> float:
+        with KERNEL_LOCK:
+            return self.plan("train").gradients(x, y, self.workspace("train"), grads, timer)
+
+    def loss_value(self, x: np.ndarray, y: np.ndarray, training: bool = False) -> float:
+        mode = "train" if training else "evaluate"
+        with KERNEL_LOCK:
+            return self.plan(mode).loss_value(x, y, self.workspace(mode))
+
+    def predict(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        with KERNEL_LOCK:
+            return self.plan("predict").predict(x, self.workspace("predict"), out)
+
+    def gather(self, src: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out <- src[idx] (a batch of the training set) on all cores."""
+        if src.dtype == out.dtype and src.flags.c_contiguous:
+            elementwise.gather_rows(src.reshape(len(src), -1), idx, out.reshape(len(idx), -1))
+        else:
+            out[...] = src[idx]
+        return out
