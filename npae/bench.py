@@ -316,7 +316,7 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
     for _ in range(steps):
         path.gradients(x, x, grads, timer=timer)
         t = time.perf_counter()
-        model.optimizer.step(params, grads, path.optimizer_ops)
+        path.step(model.optimizer, params, grads)
         opt_t += time.perf_counter() - t
     rows = [{"layer": step.describe(), "output": list(step.output_shape()), "forward_ms": 1e3 * f / steps,
              "backward_ms": 1e3 * b / steps} for step, (f, b) in times.items()]

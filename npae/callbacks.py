@@ -9,9 +9,14 @@ from __future__ import annotations
 import csv
 import math
 import os
+import string
 import sys
 import time
 import warnings
+
+import numpy as np
+
+from .checks import pop_keras_only
 
 __all__ = ["Callback", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
            "TerminateOnNaN", "TensorBoard", "CallbackList"]
@@ -21,9 +26,14 @@ class Callback:
     """Base class; ``self.model`` is set before training starts."""
 
     model = None
+    params: dict = {}
 
     def set_model(self, model) -> None:
         self.model = model
+
+    def set_params(self, params: dict) -> None:
+        """What fit tells every callback: verbose, epochs, steps and the keys it logs (Keras's)."""
+        self.params = params
 
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
@@ -116,7 +126,8 @@ class EarlyStopping(Callback):
     ``restore_best_weights`` the best epoch's weights are put back at the end."""
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
-                 restore_best_weights: bool = False, verbose: int = 0):
+                 restore_best_weights: bool = False, verbose: int = 0, **kwargs):
+        pop_keras_only("EarlyStopping", kwargs, {"baseline": None, "start_from_epoch": 0}, strict=True)
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}")
         self.monitor, self.min_delta, self.patience = monitor, abs(min_delta), patience
@@ -134,7 +145,7 @@ class EarlyStopping(Callback):
                           stacklevel=2)
             return
         score = self.sign * value
-        if score < self.best - self.min_delta:
+        if _improves(value, self.best - self.min_delta, self.sign):
             self.best, self.wait, self.best_epoch = score, 0, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
@@ -151,27 +162,64 @@ class EarlyStopping(Callback):
             print(f"Epoch {self.stopped_epoch + 1}: early stopping (best epoch {self.best_epoch + 1})")
 
 
-class ModelCheckpoint(Callback):
-    """Save the model after each epoch (or only when ``monitor`` improves), atomically.
-    ``filepath`` may contain ``{epoch}`` and log keys, e.g. ``'ckpt-{epoch:02d}-{val_loss:.3f}.npz'``."""
+def _improves(value, best, sign: float) -> bool:
+    """Whether ``value`` beats ``best`` (sign 1: smaller is better, -1: larger). NaN never does
+    (Keras compares with np.less / np.greater, which are False for NaN)."""
+    return bool(np.less(sign * value, best))
 
-    def __init__(self, filepath, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "min",
-                 verbose: int = 0):
-        self.filepath, self.monitor, self.save_best_only = os.fspath(filepath), monitor, save_best_only
-        self.sign = -1.0 if mode == "max" else 1.0
-        self.best, self.verbose = math.inf, verbose
+
+class ModelCheckpoint(Callback):
+    """Save the model after each epoch (or only when ``monitor`` improves), atomically. ``filepath``
+    may contain ``{epoch}`` and log keys, e.g. ``'ckpt-{epoch:02d}-{val_loss:.3f}.npz'`` (checked
+    when training starts); ``save_weights_only`` writes the weights alone (no optimizer state)."""
+
+    def __init__(self, filepath, monitor: str = "val_loss", verbose: int = 0, save_best_only: bool = False,
+                 save_weights_only: bool = False, mode: str = "auto", save_freq="epoch",
+                 initial_value_threshold=None):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"ModelCheckpoint: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if save_freq != "epoch":
+            raise NotImplementedError(f"ModelCheckpoint: save_freq={save_freq!r} is not supported by npae "
+                                      "(only 'epoch')")
+        self.filepath, self.monitor, self.save_best_only = os.fspath(filepath), monitor, bool(save_best_only)
+        if not self.filepath:
+            raise ValueError("ModelCheckpoint: filepath is empty")
+        self.save_weights_only = bool(save_weights_only)
+        self.sign = -1.0 if mode == "max" or (mode == "auto" and "acc" in monitor) else 1.0
+        self.best = math.inf if initial_value_threshold is None else self.sign * float(initial_value_threshold)
+        self.verbose = verbose
+
+    def on_train_begin(self, logs=None):
+        keys = {"epoch", *getattr(self, "params", {}).get("metrics", [])}
+        try:
+            fields = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(self.filepath)
+                      if name}
+        except ValueError as err:
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} is not a valid format string: {err}") \
+                from None
+        unknown = sorted(fields - keys)
+        if unknown and "metrics" in getattr(self, "params", {}):
+            raise ValueError(f"ModelCheckpoint: filepath {self.filepath!r} names {unknown}, which this fit does not "
+                             f"log; it can use {sorted(keys)}")
+        if self.save_best_only and "metrics" in getattr(self, "params", {}) and \
+                self.monitor not in self.params["metrics"]:
+            warnings.warn(f"ModelCheckpoint: {self.monitor!r} is not logged by this fit (it logs "
+                          f"{self.params['metrics']}): no model will be saved", stacklevel=2)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.save_best_only:
             value = logs.get(self.monitor)
-            if value is None or self.sign * value >= self.best:
+            if value is None or not _improves(value, self.best, self.sign):
                 return
             self.best = self.sign * value
         path = self.filepath.format(epoch=epoch + 1, **logs)
-        self.model.save(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
         if self.verbose:
-            print(f"Epoch {epoch + 1}: saved model to {path}")
+            print(f"Epoch {epoch + 1}: saved {'weights' if self.save_weights_only else 'model'} to {path}")
 
 
 class CSVLogger(Callback):
@@ -252,7 +300,10 @@ class TensorBoard(Callback):
 class CallbackList:
     """The callbacks of one ``fit``: History first, the user's, TerminateOnNaN and the progress bar."""
 
-    def __init__(self, callbacks, model, verbose: int, epochs: int, steps: int):
+    def __init__(self, callbacks, model, verbose: int, epochs: int, steps: int, metrics: list[str] | None = None):
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list of npae.callbacks.Callback instances, got "
+                            f"{type(callbacks).__name__}")
         callbacks = list(callbacks or [])
         for cb in callbacks:
             if not isinstance(cb, Callback):
@@ -263,8 +314,12 @@ class CallbackList:
         self.callbacks = [self.history, *callbacks, *extra]
         if self.nan_guard not in self.callbacks:
             self.callbacks.append(self.nan_guard)
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        if metrics is not None:
+            params["metrics"] = list(metrics)
         for cb in self.callbacks:
             cb.set_model(model)
+            cb.set_params(params)
 
     def on_batch_loss(self, epoch: int, batch: int, loss: float) -> bool:
         """False (and training stops) when the loss is not finite."""

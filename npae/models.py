@@ -10,7 +10,9 @@ weights from them; then the callbacks run. The two paths give the same numbers.
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -27,7 +29,7 @@ from .layers import Input, InputLayer, Layer
 from .layers import deserialize as deserialize_layer
 from .layers.base import check_weight, param_key, unique_name
 from .reference import ReferencePath
-from .saving import ModelFileError, read_model_file, write_model_file
+from .saving import ModelFile, ModelFileError, write_model_file
 
 __all__ = ["Model", "Sequential", "load_model", "Input"]
 
@@ -52,6 +54,7 @@ class Model:
         self.history = None
         self._jit_compile: bool | str = "auto"
         self._paths: dict = {}
+        self.metadata: dict | None = None  # what load_model found saved with the model
         if inputs is None and outputs is None and isinstance(self, Sequential):
             self._input_layer, self._chain = None, []
             return
@@ -88,7 +91,9 @@ class Model:
 
     @property
     def dtype(self) -> np.dtype:
-        return next((layer.dtype for layer in self._chain if layer.params), np.dtype(np.float32))
+        """The dtype of the model's weights (of its input layer, for a model without weights)."""
+        fallback = self._input_layer.dtype if self._input_layer is not None else np.dtype(np.float32)
+        return next((layer.dtype for layer in self._chain if layer.params), fallback)
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
         """A layer by name, or by its index in ``layers`` (Keras's ``get_layer``)."""
@@ -109,11 +114,9 @@ class Model:
         return {param_key(layer, k): v for layer in self._unique_layers() for k, v in layer.params.items()}
 
     def gradients(self) -> dict[str, np.ndarray]:
-        """The gradients of the last training step, keyed as :meth:`parameters` (trainable weights only)."""
-        return self._grad_arrays()
-
-    def _grad_arrays(self) -> dict[str, np.ndarray]:
-        """The arrays the paths write gradients into, one per trainable weight, kept from step to step."""
+        """The gradients of the last training step, keyed as :meth:`parameters`, one per trainable
+        weight: the arrays the paths write into, kept from step to step (the next step overwrites
+        them: copy what you want to keep)."""
         want = {param_key(layer, k): v for layer in self._unique_layers() if layer.trainable
                 for k, v in layer.params.items()}
         have = self.__dict__.get("_grads")
@@ -173,8 +176,11 @@ class Model:
         the path: ``jit_compile=False`` runs every batch on the NumPy reference path
         (:mod:`npae.reference`), ``"auto"`` (Keras's default) or True on the compiled fast path
         (:mod:`npae.fast`). Both give the same numbers."""
-        pop_keras_only("compile", kwargs, {"loss_weights": None, "weighted_metrics": None, "run_eagerly": False,
-                                           "steps_per_execution": 1, "auto_scale_loss": True}, strict=True)
+        run_eagerly = kwargs.pop("run_eagerly", False)
+        pop_keras_only("compile", kwargs, {"loss_weights": None, "weighted_metrics": None, "steps_per_execution": 1,
+                                           "auto_scale_loss": True}, strict=True)
+        if run_eagerly:  # Keras's "run step by step, without compiling": npae's reference path
+            jit_compile = False
         if loss is None:
             raise ValueError("compile: give a loss, e.g. loss='binary_crossentropy'")
         if metrics:
@@ -188,15 +194,24 @@ class Model:
 
     @property
     def jit_compile(self) -> bool:
-        """Whether batches run on the compiled fast path (False: the NumPy reference path)."""
+        """Whether batches run on the compiled fast path (False: the NumPy reference path). Keras's
+        settable property: ``model.jit_compile = False`` switches a model, compiled or not (an
+        encoder that shares a compiled autoencoder's layers, say), to the reference path."""
         return self._jit_compile is not False
+
+    @jit_compile.setter
+    def jit_compile(self, value) -> None:
+        if value not in (True, False, "auto"):
+            raise ValueError(f"jit_compile must be True, False or 'auto', got {value!r}")
+        self._jit_compile = value
+        self._paths = {}
 
     @property
     def fuses_sigmoid_into_loss(self) -> bool:
         """Whether the last layer's sigmoid meets binary cross-entropy, computed from the logits
         (both paths do this: it is TensorFlow's stable form, not a speed trick)."""
         last = self._chain[-1] if self._chain else None
-        return (isinstance(self.loss, losses.BinaryCrossentropy) and self.loss.fusable and not self.loss.from_logits
+        return (type(self.loss) is losses.BinaryCrossentropy and self.loss.fusable and not self.loss.from_logits
                 and last is not None and last.activation is not None and last.activation.name == "sigmoid"
                 and last.activity_regularizer is None)
 
@@ -211,6 +226,11 @@ class Model:
         jit = self.jit_compile if jit is None else jit
         path = self._paths.get(jit)
         if path is None:  # (compile, astype and Sequential.add start afresh)
+            dtypes = {layer.dtype for layer in self._chain if layer.params}
+            if len(dtypes) > 1:
+                named = ", ".join(f"{layer.name} {layer.dtype}" for layer in self._unique_layers() if layer.params)
+                raise ValueError(f"{self.name}: the layers of one model must share one dtype, got {named}; cast "
+                                 "them with model.astype('float32') or astype('float64')")
             fused = self.fuses_sigmoid_into_loss
             head = losses.BinaryCrossentropy(from_logits=True) if fused else self.loss
             if jit:
@@ -242,7 +262,7 @@ class Model:
         """Forward, loss and backward on one batch; fills :meth:`gradients` and returns the loss."""
         self._require_compiled()
         x, y = self._check_data(x, y)
-        return self._path().gradients(self._as_input(x), self._as_target(y), self._grad_arrays())
+        return self._path().gradients(self._as_input(x), self._as_target(y), self.gradients())
 
     def kinks(self, x, y) -> list[np.ndarray]:
         """Masks that change where the training objective at (x, y) has no derivative (for
@@ -255,7 +275,7 @@ class Model:
         not finite)."""
         value = self.compute_gradients(x, y)
         if math.isfinite(value):
-            self.optimizer.step(self.parameters(), self._grad_arrays(), self._path().optimizer_ops)
+            self._path().step(self.optimizer, self.parameters(), self.gradients())
         return value
 
     def test_on_batch(self, x, y) -> float:
@@ -278,6 +298,8 @@ class Model:
 
     def _check_data(self, x, y, what: str = "") -> tuple[np.ndarray, np.ndarray]:
         x = self._check_x(x, f"{what}x")
+        if y is None:
+            raise ValueError(f"{self.name}: give {what}y, the targets (for an autoencoder y is x: fit(x, x))")
         y = np.asarray(y)
         want = self.output_shape[1:]
         if y.dtype.kind not in "fiub":
@@ -328,8 +350,10 @@ class Model:
         # initial_epoch=e sees the same batches as one that never stopped
         rng = npae_random.get_generator()
         n, steps = len(x), math.ceil(len(x) / batch_size)
-        callbacks = cbks.CallbackList(callbacks, model=self, verbose=verbose, epochs=epochs, steps=steps)
-        path, params, grads = self._path(), self.parameters(), self._grad_arrays()
+        logged = ["loss", *(["val_loss"] if validation_data is not None else [])]
+        callbacks = cbks.CallbackList(callbacks, model=self, verbose=verbose, epochs=epochs, steps=steps,
+                                      metrics=logged)
+        path, params, grads = self._path(), self.parameters(), self.gradients()
         xbuf = np.empty((min(batch_size, n), *x.shape[1:]), dtype=self.dtype)  # reused every batch
         ybuf = None if y is x else np.empty((min(batch_size, n), *y.shape[1:]), dtype=self.dtype)
         self.stop_training = False
@@ -349,7 +373,7 @@ class Model:
                     value = path.gradients(xb, yb, grads)  # forward, loss, backward
                     if not callbacks.on_batch_loss(epoch, step, value):
                         break  # non-finite loss: the step is not applied
-                    self.optimizer.step(params, grads, path.optimizer_ops)
+                    path.step(self.optimizer, params, grads)
                     total, seen = total + value * len(idx), seen + len(idx)
                     callbacks.on_train_batch_end(step, {"loss": total / seen})
                     if interrupt.requested or self.stop_training:
@@ -416,7 +440,12 @@ class Model:
             raise TypeError("npae models cannot be nested in other models; call their layers instead")
         if training:
             return self.forward(x, training=True)
-        return self.predict(x, batch_size=max(len(np.asarray(x)), 1))
+        return self.predict(x, batch_size=256)  # (in batches: one huge batch would keep its buffers)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_paths"] = {}  # (rebuilt on first use: plans hold per-thread workspaces)
+        return state
 
     def __deepcopy__(self, memo):
         clone = copy.copy(self)
@@ -465,11 +494,19 @@ class Model:
         return {"class_name": type(self).__name__, "name": self.name, "input_shape": list(self.input_shape[1:]),
                 "dtype": self.dtype.name, "input_name": self._input_layer.name, "layers": specs,
                 "compile": None if opt is None else {"optimizer": opt.get_config(), "loss": losses.serialize(self.loss),
-                                                     "iterations": opt.iterations}}
+                                                     "iterations": opt.iterations, "jit_compile": self._jit_compile}}
 
-    def save(self, path) -> None:
-        """Architecture, weights and optimizer state in one .npz, written atomically."""
+    def save(self, path, *, metadata: dict | None = None) -> None:
+        """Architecture, weights and optimizer state in one .npz, written atomically; ``metadata``
+        (JSON-serialisable) is stored with them, and comes back as ``load_model(path).metadata``."""
+        path = os.fspath(path)
+        if path.endswith((".keras", ".h5", ".hdf5")):
+            raise ValueError(f"save: {path!r} names a Keras format; npae writes its own .npz model files "
+                             "(e.g. 'model.npz'), which Keras cannot read; move weights with get_weights()")
         config = self.get_config()
+        if metadata is not None:
+            json.dumps(metadata)  # (a clear TypeError now, not a half-written file later)
+            config["metadata"] = metadata
         opt = self.optimizer
         slot_keys = [(k, s) for k, slots in (opt.state.items() if opt else []) for s in slots]
         if config["compile"] is not None:
@@ -477,6 +514,17 @@ class Model:
         arrays = {f"weight_{i}": w for i, w in enumerate(self.get_weights())}
         arrays.update({f"opt_{j}": opt.state[k][s] for j, (k, s) in enumerate(slot_keys)})
         write_model_file(path, config, arrays)
+
+    def save_weights(self, path) -> None:
+        """The architecture and weights, without the optimizer, in one .npz written atomically
+        (:meth:`load_weights` reads it back; so does :func:`load_model`, uncompiled)."""
+        path = os.fspath(path)
+        if path.endswith((".h5", ".hdf5", ".keras")):
+            raise ValueError(f"save_weights: {path!r} names a Keras format; npae writes .npz files "
+                             "(e.g. 'model.weights.npz')")
+        config = self.get_config()
+        config["compile"] = None
+        write_model_file(path, config, {f"weight_{i}": w for i, w in enumerate(self.get_weights())})
 
     def load_weights(self, path) -> None:
         """Copy the weights (and, when both models use the same optimizer, its state and step
@@ -560,46 +608,125 @@ class Sequential(Model):
         return super()._check_x(x, what)
 
 
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
+#: A model description whose weights would take more than this is refused before any allocation.
+MAX_MODEL_BYTES = _physical_memory() // 2
+
+
+class _Blueprint:
+    """What a model description asks for, worked out without allocating a weight: the layers
+    (unbuilt), the input, and each weight's key, shape and dtype in ``get_weights`` order."""
+
+    def __init__(self, config: dict, custom_objects: dict | None):
+        if not isinstance(config, dict):
+            raise ValueError(f"a model description is a JSON object, got {type(config).__name__}")
+        specs, shape = config["layers"], config["input_shape"]
+        if not isinstance(specs, list) or not isinstance(shape, list):
+            raise ValueError("'layers' and 'input_shape' must be lists")
+        self.config = config
+        self.input = Input(shape=tuple(shape), name=config.get("input_name"), dtype=config["dtype"])
+        self.chain: list[Layer] = []
+        self.weights: list[tuple[str, tuple[int, ...], np.dtype]] = []
+        seen: dict[int, tuple[int, ...]] = {}
+        current = tuple(self.input.shape)
+        for spec in specs:
+            if isinstance(spec, dict) and spec.get("class_name") == "SharedLayer":
+                index = spec.get("config", {}).get("index") if isinstance(spec.get("config"), dict) else None
+                if not isinstance(index, int) or not 0 <= index < len(self.chain):
+                    raise ValueError(f"a shared layer must name an earlier layer's index, got {spec!r}")
+                layer = self.chain[index]
+                if seen[id(layer)] != current:
+                    raise ValueError(f"{layer.name} is applied to shapes {seen[id(layer)]} and {current}")
+            else:
+                layer = deserialize_layer(spec, custom_objects)
+                seen[id(layer)] = current
+                shapes = layer.weight_shapes(current)
+                for key in layer.param_order:
+                    if key in shapes:
+                        self.weights.append((param_key(layer, key), tuple(shapes[key]), layer.dtype))
+            current = tuple(layer.compute_output_shape(current))
+            self.chain.append(layer)
+        need = sum(math.prod(shape) * dtype.itemsize for _, shape, dtype in self.weights)
+        if need > MAX_MODEL_BYTES:
+            raise ValueError(f"its weights would take {need / 2**30:,.1f} GiB, more than half of this machine's "
+                             f"memory ({MAX_MODEL_BYTES / 2**30:,.1f} GiB)")
+
+    def build(self) -> Model:
+        """The model itself (now the weights are allocated)."""
+        t = self.input
+        for layer in self.chain:
+            t = layer(t)
+        config = self.config
+        if config.get("class_name") == "Sequential":
+            model = Sequential(name=config.get("name"))
+            model._input_layer, model._chain = self.input.layer, list(self.chain)
+            return model
+        return Model(self.input, t, name=config.get("name"))
+
+
 def model_from_config(config: dict, custom_objects: dict | None = None) -> Model:
     """The (uncompiled) model a :meth:`Model.get_config` description gives, weights freshly initialised."""
-    x = Input(shape=tuple(config["input_shape"]), name=config.get("input_name"), dtype=config["dtype"])
-    t, built = x, []
-    for spec in config["layers"]:
-        if isinstance(spec, dict) and spec.get("class_name") == "SharedLayer":
-            layer = built[spec["config"]["index"]]
-        else:
-            layer = deserialize_layer(spec, custom_objects)
-        built.append(layer)
-        t = layer(t)
-    if config["class_name"] == "Sequential":
-        model = Sequential(name=config["name"])
-        model._input_layer, model._chain = x.layer, built
-        return model
-    return Model(x, t, name=config["name"])
+    return _Blueprint(config, custom_objects).build()
 
 
 def load_model(path, custom_objects: dict | None = None, compile: bool = True) -> Model:  # noqa: A002
     """Load a model written by :meth:`Model.save` (never unpickles): its architecture, weights and,
-    with ``compile``, its optimizer and loss with the optimizer's state."""
-    config, arrays = read_model_file(path)
-    try:
-        model = model_from_config(config, custom_objects)
-        n_weights = sum(1 for k in arrays if k.startswith("weight_"))
-        model.set_weights([arrays[f"weight_{i}"] for i in range(n_weights)])
-        comp = config.get("compile")
-        if comp is not None and compile:
-            model.compile(optimizer=optimizers.get(comp["optimizer"]), loss=losses.get(comp["loss"]))
-            model.optimizer.iterations = comp["iterations"]
-            params = model.parameters()
-            for j, (k, s) in enumerate(comp["slots"]):
-                if k not in params or s not in model.optimizer.slot_names():
-                    raise ModelFileError(f"{path!s}: optimizer slot {k}/{s} does not belong to this model")
-                slot = check_weight(arrays[f"opt_{j}"], params[k].shape, f"optimizer slot {k}/{s}")
-                model.optimizer.state.setdefault(k, {})[s] = slot.astype(params[k].dtype, copy=True)
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError, NotImplementedError) as err:
-        raise ModelFileError(f"{path!s}: the file does not describe a consistent model: {err}") from None
+    with ``compile``, its optimizer and loss with the optimizer's state.
+
+    Every array is checked against what the description asks for (count, shape, float dtype)
+    before the model is built; anything inconsistent is a :class:`ModelFileError`."""
+    with ModelFile(path) as mf:
+        try:
+            plan = _Blueprint(mf.config, custom_objects)
+            if mf.config.get("metadata") is not None and not isinstance(mf.config["metadata"], dict):
+                raise ValueError("'metadata' must be a JSON object")
+            names = set(mf.names())
+            stored = sum(1 for n in names if n.startswith("weight_"))
+            if stored != len(plan.weights) or any(f"weight_{i}" not in names for i in range(stored)):
+                raise ModelFileError(f"{path!s}: holds {stored} weight arrays, its description asks for "
+                                     f"{len(plan.weights)}")
+            for i, (_, shape, _) in enumerate(plan.weights):
+                mf.check(f"weight_{i}", shape)
+            comp, slots = mf.config.get("compile"), []
+            if comp is not None and compile:
+                if not isinstance(comp, dict):
+                    raise ValueError("'compile' must be a JSON object")
+                optimizer = optimizers.get(comp["optimizer"])
+                loss = losses.get(comp["loss"])
+                iterations = comp["iterations"]
+                shapes = {key: shape for key, shape, _ in plan.weights}
+                if not isinstance(comp["slots"], list):
+                    raise ValueError("'slots' must be a list")
+                for j, pair in enumerate(comp["slots"]):
+                    if not (isinstance(pair, list) and len(pair) == 2 and pair[0] in shapes
+                            and pair[1] in optimizer.slot_names()):
+                        raise ModelFileError(f"{path!s}: optimizer slot {pair!r} does not belong to this model and "
+                                             f"its {type(optimizer).__name__}")
+                    mf.check(f"opt_{j}", shapes[pair[0]])
+                    slots.append((j, *pair))
+            model = plan.build()
+            model.set_weights([mf.array(f"weight_{i}", shape) for i, (_, shape, _) in enumerate(plan.weights)])
+            if comp is not None and compile:
+                jit = comp.get("jit_compile", "auto")
+                jit = jit if jit in (True, False, "auto") else "auto"
+                model.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
+                model.optimizer.iterations = iterations
+                params = model.parameters()
+                for j, key, slot in slots:
+                    array = mf.array(f"opt_{j}", params[key].shape)
+                    model.optimizer.state.setdefault(key, {})[slot] = array.astype(params[key].dtype)
+            model.metadata = mf.config.get("metadata")
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, NotImplementedError) as err:
+            raise ModelFileError(f"{path!s}: the file does not describe a consistent model: "
+                                 f"{type(err).__name__}: {err}") from None
     return model
 
 

@@ -38,8 +38,6 @@ class ReferencePath:
         sigmoid fused into binary cross-entropy).
     """
 
-    optimizer_ops = reference_ops  # the update functions optimizers call on this path
-
     def __init__(self, layers: list[Layer], loss: Loss | None = None, logits: bool = False):
         self.layers, self.loss, self.logits = list(layers), loss, logits
 
@@ -89,6 +87,10 @@ class ReferencePath:
         for key, grad in total.items():
             grads[key][...] = grad
         return value
+
+    def step(self, optimizer, params: dict, grads: dict) -> None:
+        """One optimizer update with the NumPy update functions (:mod:`npae.functional.optimizers`)."""
+        optimizer.step(params, grads, reference_ops)
 
     def gather(self, src: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
         """out <- src[idx] (a batch of the training set)."""

@@ -88,7 +88,7 @@ def test_resume_refuses_other_settings_or_a_missing_checkpoint(data_env, tmp_pat
     assert cli.main(["train", "sparse", "--epochs", "2", "--out", str(tmp_path / "a"), "--resume", *common]) == 2
     assert "model: 'vanilla' vs 'sparse'" in capsys.readouterr().err
     assert cli.main(["train", "vanilla", "--epochs", "2", "--out", str(tmp_path / "none"), "--resume", *common]) == 2
-    assert "no readable checkpoint" in capsys.readouterr().err
+    assert "no checkpoint in" in capsys.readouterr().err
 
 
 def test_denoising_figure_has_three_rows(data_env, tmp_path):
@@ -119,8 +119,11 @@ def test_summary_command(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["train", "resnet"], "invalid choice: 'resnet'"),
-    (["train", "vanilla", "--epochs", "-3"], "expected a number >= 0, got -3"),
-    (["train", "vanilla", "--batch-size", "0"], "expected a number >= 1"),
+    (["train", "vanilla", "--epochs", "-3"], "expected a whole number >= 0, got -3"),
+    (["train", "vanilla", "--batch-size", "0"], "expected a whole number >= 1"),
+    (["train", "vanilla", "--batch-size", "-3"], "expected a whole number >= 1, got -3"),
+    (["train", "vanilla", "--seed", "-1"], "expected a whole number >= 0, got -1"),
+    (["train", "vanilla", "--out", ""], "expected a folder name, got an empty one"),
     (["train", "vanilla", "--data-dir", "/nonexistent-npae"], "does not hold the mnist train files"),
     (["predict", "/nonexistent/model.npz", "--out", "x"], "no model file"),
 ])

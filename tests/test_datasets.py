@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +79,8 @@ def test_idx_round_trip_all_dtypes():
     (b"\x00\x00\x08\x02\x00\x00\x00\x02", "truncated header"),
     (b"\x00\x00\x08\x01\x00\x00\x00\x03\x01\x02", r"payload is 2 bytes .* needs 3 \(truncated\)"),
     (b"\x00\x00\x08\x01\x00\x00\x00\x01\x01\x02", r"\(trailing data\)"),
-    (b"\x00\x00\x08\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", "larger than any IDX data set"),
+    (b"\x00\x00\x08\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+     "more than the 2,147,483,648 this read allows"),
 ])
 def test_idx_errors_name_the_problem(data, message):
     with pytest.raises(IDXError, match=message):
@@ -184,6 +186,7 @@ def server(mnist_test_split, monkeypatch, tmp_path):
     isolate(monkeypatch, tmp_path)
     # the copies served here are compressed anew, so the test supplies their checksums
     monkeypatch.setitem(loader.DATASETS["mnist"], "md5", {n: hashlib.md5(b).hexdigest() for n, b in files.items()})
+    monkeypatch.setitem(loader.DATASETS["mnist"], "size", {n: len(b) for n, b in files.items()})
     yield srv
     srv.close()
 
@@ -224,12 +227,16 @@ def test_unwritable_cache_still_loads_with_a_warning(server, monkeypatch, tmp_pa
     monkeypatch.setitem(loader.DATASETS["mnist"], "mirrors", server.mirrors("ok"))
     blocker = tmp_path / "cache"
     blocker.write_text("a file where the cache folder should be")  # unwritable even for root
+    start = __import__("time").time() - 1
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         x, _ = datasets.mnist.load_test_data()
     assert x.shape == (10000, 28, 28)
     assert any("cannot write to the cache" in str(w.message) for w in caught)
     assert blocker.is_file()
+    import tempfile
+
+    assert not [p for p in Path(tempfile.gettempdir()).glob("npae-*") if p.stat().st_mtime > start]  # none left
 
 
 def test_preprocessing_helpers():

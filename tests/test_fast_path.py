@@ -254,15 +254,15 @@ def test_conv_algorithm_policy():
 
 
 @pytest.mark.parametrize("args,fuses", [
-    ((ConvAlgo.DIRECT, "relu", False, False, (28, 28), (2, 2), (2, 2), "same"), True),  # the tutorial's first layer
-    ((ConvAlgo.WINOGRAD, "sigmoid", False, False, (14, 14), (2, 2), (2, 2), "valid"), True),
-    ((ConvAlgo.DIRECT, "relu", False, False, (7, 7), (2, 2), (2, 2), "same"), False),  # odd size
-    ((ConvAlgo.DIRECT, "relu", False, False, (8, 8), (3, 3), (3, 3), "valid"), False),  # window
-    ((ConvAlgo.DIRECT, "relu", False, False, (8, 8), (2, 2), (1, 1), "valid"), False),  # stride
-    ((ConvAlgo.DIRECT, "relu", True, False, (8, 8), (2, 2), (2, 2), "valid"), False),  # activity penalty
-    ((ConvAlgo.DIRECT, "tanh", False, False, (8, 8), (2, 2), (2, 2), "valid"), False),  # not monotone-fusable
-    ((ConvAlgo.IM2COL, "relu", False, False, (8, 8), (2, 2), (2, 2), "valid"), False),  # im2col
-    ((ConvAlgo.DIRECT, "relu", False, True, (8, 8), (2, 2), (2, 2), "valid"), False),  # upsampled input
+    ((ConvAlgo.DIRECT, "relu", False, False, (28, 28), (2, 2), (2, 2)), True),  # the tutorial's first layer
+    ((ConvAlgo.WINOGRAD, "sigmoid", False, False, (14, 14), (2, 2), (2, 2)), True),
+    ((ConvAlgo.DIRECT, "relu", False, False, (7, 7), (2, 2), (2, 2)), False),  # odd size
+    ((ConvAlgo.DIRECT, "relu", False, False, (8, 8), (3, 3), (3, 3)), False),  # window
+    ((ConvAlgo.DIRECT, "relu", False, False, (8, 8), (2, 2), (1, 1)), False),  # stride
+    ((ConvAlgo.DIRECT, "relu", True, False, (8, 8), (2, 2), (2, 2)), False),  # activity penalty
+    ((ConvAlgo.DIRECT, "tanh", False, False, (8, 8), (2, 2), (2, 2)), False),  # not monotone-fusable
+    ((ConvAlgo.IM2COL, "relu", False, False, (8, 8), (2, 2), (2, 2)), False),  # im2col
+    ((ConvAlgo.DIRECT, "relu", False, True, (8, 8), (2, 2), (2, 2)), False),  # upsampled input
 ])
 def test_pools_in_kernel_only_where_it_can(args, fuses):
     assert policy.pools_in_kernel(*args) is fuses
@@ -372,3 +372,93 @@ def test_sequential_with_flatten_reshape_and_activation_layers_on_both_paths():
     assert fast.compute_gradients(x, x) == pytest.approx(ref.compute_gradients(x, x), rel=1e-12)
     for a, b in zip(ref.gradients().values(), fast.gradients().values()):
         assert_close(b, a, np.float64)
+
+
+def test_a_custom_layer_runs_in_the_plans_mode():
+    class HalfInTraining(Layer):  # a dropout-like layer: behaves differently in training
+        def forward(self, x, training=False):
+            x = self._check_input(x)
+            return (0.5 * x if training else x), training
+
+        def backward(self, dout, cache):
+            return (0.5 * dout if cache else dout), {}
+
+    def make(jit):
+        npae.set_random_seed(0)
+        inp = Input(shape=(4,))
+        m = Model(inp, Dense(3)(HalfInTraining()(Dense(4)(inp))))
+        m.compile("sgd", "mse", jit_compile=jit)
+        return m.astype(np.float64)
+
+    x, y = np.random.default_rng(0).random((5, 4)), np.random.default_rng(1).random((5, 3))
+    ref, fast = make(False), make(True)
+    np.testing.assert_allclose(fast.predict(x), ref.predict(x), rtol=1e-12)
+    assert fast.evaluate(x, y) == pytest.approx(ref.evaluate(x, y), rel=1e-12)
+    assert fast.compute_gradients(x, y) == pytest.approx(ref.compute_gradients(x, y), rel=1e-12)
+
+
+def test_a_subclass_of_binary_crossentropy_keeps_its_own_loss():
+    from npae.losses import BinaryCrossentropy
+
+    class Doubled(BinaryCrossentropy):
+        def forward(self, y_pred, y_true):
+            value, cache = super().forward(y_pred, y_true)
+            return 2 * value, cache
+
+        def backward(self, cache):
+            return 2 * super().backward(cache)
+
+    values = []
+    for jit in (False, True):
+        for last, from_logits in (("sigmoid", False), ("linear", True)):
+            npae.set_random_seed(0)
+            inp = Input(shape=(4,))
+            m = Model(inp, Dense(4, activation=last)(inp))
+            m.compile("sgd", Doubled(from_logits=from_logits), jit_compile=jit)
+            x = np.random.default_rng(0).random((6, 4))
+            plain = BinaryCrossentropy(from_logits=from_logits)(x, m.predict(x))
+            values.append(m.evaluate(x, x))
+            assert values[-1] == pytest.approx(2 * plain, rel=1e-5), (jit, last)
+
+
+def test_fit_in_one_thread_and_predict_in_another_under_workqueue():
+    import subprocess
+    import sys
+
+    code = ("import threading, numpy as np\n"
+            "from npae import autoencoders\n"
+            "a, b = autoencoders.vanilla(seed=0)[0], autoencoders.deep(seed=0)[0]\n"
+            "x = np.random.default_rng(0).random((2048, 784), dtype=np.float32)\n"
+            "t = threading.Thread(target=lambda: a.fit(x, x, epochs=2, batch_size=64, verbose=0))\n"
+            "t.start()\n"
+            "for _ in range(40): b.predict(x[:256])\n"
+            "t.join()\n"
+            "import numba; print(numba.threading_layer())\n")
+    env = {**__import__("os").environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0 and res.stdout.strip() == "workqueue", res.stderr[-2000:]
+
+
+def test_the_path_is_a_setting_that_a_saved_model_keeps(tmp_path):
+    import pickle
+
+    ae = autoencoders.vanilla(encoding_dim=4, input_dim=6, seed=0)[0]
+    ae.compile("adam", "mse", jit_compile=False)
+    assert not ae.jit_compile and type(ae.path).__name__ == "ReferencePath"
+    ae.save(tmp_path / "m.npz")
+    assert not npae.load_model(tmp_path / "m.npz").jit_compile
+    ae.jit_compile = True
+    assert type(ae.path).__name__ == "FastPath"
+    ae.compile("adam", "mse", run_eagerly=True)  # Keras's step-by-step mode: the reference path
+    assert not ae.jit_compile
+    ae.jit_compile = "auto"
+    ae.fit(np.zeros((4, 6), np.float32), np.zeros((4, 6), np.float32), verbose=0)
+    clone = pickle.loads(pickle.dumps(ae))  # plans and workspaces are not pickled, but rebuilt
+    np.testing.assert_array_equal(clone.predict(np.ones((2, 6))), ae.predict(np.ones((2, 6))))
+    with pytest.raises(ValueError, match="give y, the targets"):
+        ae.fit(np.zeros((4, 6)), verbose=0)
+
+
+def test_shrinking_layers_with_many_channels_do_not_take_the_direct_kernel():
+    assert policy.conv_algorithm((3, 3), (1, 1), 64, 32, (28, 28), True, True) is ConvAlgo.WINOGRAD
+    assert policy.conv_algorithm((3, 3), (1, 1), 16, 8, (14, 14), True, True) is ConvAlgo.DIRECT  # the tutorial's

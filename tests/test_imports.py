@@ -108,7 +108,7 @@ def private_uses(path: Path) -> list[str]:
     own |= {n.target.id for n in ast.walk(tree) if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
     bad = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("npae", "") and node.level >= 0:
+        if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").split(".")[0] == "npae"):
             if node.module == "__future__":
                 continue
             bad += [f"imports {a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]

@@ -262,7 +262,7 @@ def test_bad_model_files_are_clear_errors(tmp_path):
     with pytest.raises(ModelFileError, match="no model file"):
         load_model(tmp_path / "missing.npz")
     (tmp_path / "garbage.npz").write_bytes(b"not a zip at all")
-    with pytest.raises(ModelFileError, match="not a readable npae model"):
+    with pytest.raises(ModelFileError, match="not an npae model file"):
         load_model(tmp_path / "garbage.npz")
     np.savez(tmp_path / "foreign.npz", a=np.zeros(3))
     with pytest.raises(ModelFileError, match="not an npae model"):
@@ -277,7 +277,7 @@ def test_bad_model_files_are_clear_errors(tmp_path):
         arrays = {k: f[k] for k in f.files}
     arrays["weight_0"] = np.zeros((5, 4), np.float32)  # wrong shape for a (6, 4) kernel
     np.savez(tmp_path / "mismatch.npz", **arrays)
-    with pytest.raises(ModelFileError, match=r"expected shape \(6, 4\), got \(5, 4\)"):
+    with pytest.raises(ModelFileError, match=r"'weight_0' has shape \(5, 4\), expected \(6, 4\)"):
         load_model(tmp_path / "mismatch.npz")
 
 

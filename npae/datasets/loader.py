@@ -12,6 +12,7 @@ Each file may be stored gzip-compressed (``.gz``) or already decompressed.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import warnings
@@ -22,11 +23,13 @@ import numpy as np
 from .download import DownloadError, download_verified
 from .idx import IDXError, read_idx
 
-__all__ = ["DATASETS", "DatasetNotFoundError", "load", "load_split", "cache_dir", "SYSTEM_DIR"]
+__all__ = ["DATASETS", "DatasetNotFoundError", "load", "load_split", "cache_dir", "SYSTEM_DIR", "MAX_IMAGES"]
 
 SYSTEM_DIR = Path("/usr/share/datasets")
 FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
          "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+# https mirrors first (the MD5s protect the plain-http ones too); "size" is each canonical file's
+# length in bytes: a download that goes past it is stopped at once
 DATASETS = {
     "mnist": {
         "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -36,16 +39,25 @@ DATASETS = {
                 "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
                 "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
                 "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
+        "size": {"train-images-idx3-ubyte.gz": 9912422, "train-labels-idx1-ubyte.gz": 28881,
+                 "t10k-images-idx3-ubyte.gz": 1648877, "t10k-labels-idx1-ubyte.gz": 4542},
+        "classes": ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9"),
     },
     "fashion-mnist": {
-        "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"],
+        "mirrors": ["https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+                    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
         "md5": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
                 "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
                 "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
                 "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
+        "size": {"train-images-idx3-ubyte.gz": 26421880, "train-labels-idx1-ubyte.gz": 29515,
+                 "t10k-images-idx3-ubyte.gz": 4422102, "t10k-labels-idx1-ubyte.gz": 5148},
+        "classes": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                    "Ankle boot"),
     },
 }
+IMAGE_SHAPE = (28, 28)
+MAX_IMAGES = 70000  # both data sets hold 70,000 images: refuse files that claim more
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -71,9 +83,11 @@ def _files_in(folder: Path, names) -> list[Path] | None:
 
 
 def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    x, y = read_idx(images_path), read_idx(labels_path)
-    if x.ndim != 3 or x.dtype != np.uint8:
-        raise IDXError(f"{images_path}: expected uint8 images of shape (n, rows, cols), got {x.dtype} {x.shape}")
+    x = read_idx(images_path, max_bytes=MAX_IMAGES * math.prod(IMAGE_SHAPE))
+    y = read_idx(labels_path, max_bytes=MAX_IMAGES)
+    if x.ndim != 3 or x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE:
+        raise IDXError(f"{images_path}: expected uint8 images of shape (n, 28, 28), got {x.dtype} "
+                       f"{x.shape}")
     if y.ndim != 1 or y.dtype != np.uint8:
         raise IDXError(f"{labels_path}: expected uint8 labels of shape (n,), got {y.dtype} {y.shape}")
     if len(x) != len(y):
@@ -81,7 +95,7 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
     return x, y
 
 
-def _download(name: str, names, searched: list[str], stream=None) -> list[Path]:
+def _download(name: str, names, searched: list[str], stream=None) -> tuple[np.ndarray, np.ndarray]:
     spec = DATASETS[name]
     target = cache_dir() / name
     try:
@@ -93,13 +107,15 @@ def _download(name: str, names, searched: list[str], stream=None) -> list[Path]:
         writable = False
         warnings.warn(f"cannot write to the cache {target} ({err.strerror or err}); downloading to a temporary "
                       "folder instead, so the files will not be kept", stacklevel=3)
-    folder = target if writable else Path(tempfile.mkdtemp(prefix="npae-"))
-    paths = []
-    for n in names:
-        existing = _find(folder, n)
-        paths.append(existing or Path(download_verified(n, spec["mirrors"], spec["md5"][n], str(folder),
-                                                        stream=stream)))
-    return paths
+    if not writable:  # downloaded into a folder that is gone once the files are read
+        with tempfile.TemporaryDirectory(prefix="npae-") as folder:
+            return _read_pair(*_fetch_all(spec, names, Path(folder), stream))
+    return _read_pair(*_fetch_all(spec, names, target, stream))
+
+
+def _fetch_all(spec: dict, names, folder: Path, stream) -> list[Path]:
+    return [_find(folder, n) or Path(download_verified(n, spec["mirrors"], spec["md5"][n], str(folder),
+                                                       size=spec["size"][n], stream=stream)) for n in names]
 
 
 def load_split(name: str, split: str, path=None, data_dir=None, download: bool = True,
@@ -128,7 +144,7 @@ def load_split(name: str, split: str, path=None, data_dir=None, download: bool =
     failure = "downloading is switched off (download=False)"
     if download:
         try:
-            return _read_pair(*_download(name, names, searched, stream))
+            return _download(name, names, searched, stream)
         except DownloadError as err:
             failure = str(err)
     raise DatasetNotFoundError(

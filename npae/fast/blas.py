@@ -28,6 +28,8 @@ import numba.experimental.function_type  # noqa: F401  (lets Numba type the func
 import numpy as np
 from numba import types
 
+from .runtime import inline
+
 __all__ = ["OpenBLAS", "find", "gemm_call", "gemm_rows"]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS's enum values
@@ -58,7 +60,7 @@ def _gemm_signature(real, blas_int):
                       real, ptr, blas_int, ptr, blas_int, real, ptr, blas_int)
 
 
-@numba.njit(cache=True, inline="always")
+@inline
 def gemm_call(gemm, ints, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, one):
     """C = op(A) @ op(B) + beta C inside a Numba kernel, row-major: op(A) (m, k), op(B) (k, n), C
     (m, n) at the addresses a, b, c (integers, ``array.ctypes.data`` plus an offset) with leading
@@ -71,7 +73,7 @@ def gemm_call(gemm, ints, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ld
          np.intp(a), blas_int(lda), np.intp(b), blas_int(ldb), beta, np.intp(c), blas_int(ldc))
 
 
-@numba.njit(cache=True, inline="always")
+@inline
 def gemm_rows(gemm, ints, m, n, k, a, lda, b, ldb, c, ldc, one):
     """C = A @ B: :func:`gemm_call` with nothing transposed and beta 0."""
     gemm_call(gemm, ints, False, False, m, n, k, a, lda, b, ldb, one - one, c, ldc, one)

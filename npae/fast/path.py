@@ -22,8 +22,6 @@ class FastPath:
     """Runs a chain of layers and a loss on the fast path; the interface of
     :class:`npae.reference.ReferencePath` (which see for the arguments)."""
 
-    optimizer_ops = elementwise  # the update functions optimizers call on this path
-
     def __init__(self, layers: list[Layer], loss: Loss | None = None, logits: bool = False):
         self.layers, self.loss, self.logits = list(layers), loss, logits
         self._plans: dict[str, Plan] = {}
@@ -62,10 +60,16 @@ class FastPath:
         with KERNEL_LOCK:
             return self.plan("predict").predict(x, self.workspace("predict"), out)
 
+    def step(self, optimizer, params: dict, grads: dict) -> None:
+        """One optimizer update with the compiled update functions."""
+        with KERNEL_LOCK:
+            optimizer.step(params, grads, elementwise)
+
     def gather(self, src: np.ndarray, idx: np.ndarray, out: np.ndarray) -> np.ndarray:
         """out <- src[idx] (a batch of the training set) on all cores."""
         if src.dtype == out.dtype and src.flags.c_contiguous:
-            elementwise.gather_rows(src.reshape(len(src), -1), idx, out.reshape(len(idx), -1))
+            with KERNEL_LOCK:
+                elementwise.gather_rows(src.reshape(len(src), -1), idx, out.reshape(len(idx), -1))
         else:
             out[...] = src[idx]
         return out

@@ -52,13 +52,16 @@ MODES = ("train", "evaluate", "predict")
 Timer = Callable[[Step, str, float], None]
 
 
+_PASSES = ("forward", "backward", "_activate", "_deactivate", "_check_input")
+
+
 def _step_class(layer: Layer):
     """The step that runs ``layer``: that of its class or of a base class whose passes it does not
     override; a layer the fast path does not know runs its reference passes."""
     for cls in type(layer).__mro__:
         step = STEP_FOR_LAYER.get(cls)
         if step is not None:
-            own = type(layer).forward is cls.forward and type(layer).backward is cls.backward
+            own = all(getattr(type(layer), name, None) is getattr(cls, name, None) for name in _PASSES)
             return step if own else ReferenceStep
     return ReferenceStep
 
@@ -68,18 +71,12 @@ def steps_for(layers: list[Layer], logits: bool, training: bool, have_openblas: 
     steps = []
     for i, layer in enumerate(layers):
         cls = _step_class(layer)
+        options = {"logits": logits and i == len(layers) - 1, "training": training}
         if cls is ConvStep:
             (ho, wo, cout), cin = layer.output_shape, layer.input_shape[2]
-            algo = policy.conv_algorithm(layer.kernel_size, layer.strides, cin, cout, (ho, wo), training,
-                                         have_openblas)
-            step = ConvStep(layer, algo=algo)
-        else:
-            step = cls(layer)
-        if logits and i == len(layers) - 1:
-            if not hasattr(step, "logits"):
-                raise ValueError(f"{layer.name}: cannot stop at the logits")
-            step.logits = True
-        steps.append(step)
+            options["algo"] = policy.conv_algorithm(layer.kernel_size, layer.strides, cin, cout, (ho, wo), training,
+                                                    have_openblas)
+        steps.append(cls(layer, **options))
     return steps
 
 
@@ -108,8 +105,7 @@ def fuse_pooling(steps: list[Step]) -> list[Step]:
                 and step.layer.activity_regularizer is None and not before.logits:
             conv, pool = before.layer, step.layer
             if policy.pools_in_kernel(before.algo, conv.activation.name, conv.activity_regularizer is not None,
-                                      before.up is not None, conv.output_shape[:2], pool.pool_size, pool.strides,
-                                      pool.padding):
+                                      before.up is not None, conv.output_shape[:2], pool.pool_size, pool.strides):
                 out[-1] = replace(before, pool=pool)
                 continue
         out.append(step)
@@ -133,7 +129,7 @@ def pool_through_relu(steps: list[Step]) -> list[Step]:
 def dense_stack(steps: list[Step], have_openblas: bool) -> list[Step]:
     """A prediction through Dense steps only -> one DenseStackStep."""
     fused = all(isinstance(s, DenseStep) and s.layer.activation.name in ACT_CODES for s in steps)
-    if steps and policy.dense_stack(True, all(isinstance(s, DenseStep) for s in steps), fused, have_openblas):
+    if steps and policy.dense_stack(all(isinstance(s, DenseStep) for s in steps), fused, have_openblas):
         return [DenseStackStep(steps[0].layer, layers=tuple(s.layer for s in steps))]
     return steps
 
@@ -149,7 +145,7 @@ def mark_gradients(steps: list[Step]) -> list[Step]:
 
 
 def _loss_step(loss: Loss) -> LossStep:
-    if isinstance(loss, BinaryCrossentropy) and loss.from_logits:
+    if type(loss) is BinaryCrossentropy and loss.from_logits:  # (a subclass may compute another loss)
         return LossStep(loss, "sigmoid_bce")
     if type(loss) is MeanSquaredError:
         return LossStep(loss, "mse")

@@ -54,18 +54,19 @@ def conv_algorithm(kernel_size: tuple[int, int], strides: tuple[int, int], cin: 
                    out_hw: tuple[int, int], training: bool, have_openblas: bool) -> ConvAlgo:
     """The algorithm for a convolution of this shape.
 
-    Stride 1 runs DIRECT with one input channel, fewer outputs than inputs, or at most
-    DIRECT_MAX_CHANNEL_PAIRS channel pairs (in training: on an output of at least
-    DIRECT_MIN_OUTPUT_PIXELS pixels; without a backward pass to pay for, on any). Otherwise a 3x3
+    Stride 1 runs DIRECT with one input channel, or at most DIRECT_MAX_CHANNEL_PAIRS channel pairs
+    where either there are fewer outputs than inputs or (in training) the output has at least
+    DIRECT_MIN_OUTPUT_PIXELS pixels (without a backward pass to pay for, on any output). Otherwise a 3x3
     kernel at stride 1 runs WINOGRAD, and the rest the patch matrix: GEMM_KERNEL's forward pass
     unless training on a layer that inference would run DIRECT (there NumPy's blocks measured
     faster), IM2COL's. WINOGRAD and GEMM_KERNEL call OpenBLAS from Numba: without it, IM2COL.
     """
     pairs = cin * cout
     stride_1 = strides == (1, 1)
-    direct_train = stride_1 and (cin == 1 or cout < cin or (pairs <= DIRECT_MAX_CHANNEL_PAIRS and
-                                                            out_hw[0] * out_hw[1] >= DIRECT_MIN_OUTPUT_PIXELS))
-    direct_infer = direct_train or (stride_1 and pairs <= DIRECT_MAX_CHANNEL_PAIRS)
+    few = pairs <= DIRECT_MAX_CHANNEL_PAIRS
+    big_output = out_hw[0] * out_hw[1] >= DIRECT_MIN_OUTPUT_PIXELS
+    direct_train = stride_1 and (cin == 1 or (few and (cout < cin or big_output)))
+    direct_infer = direct_train or (stride_1 and few)
     if direct_train if training else direct_infer:
         return ConvAlgo.DIRECT
     if not have_openblas:
@@ -85,14 +86,12 @@ def reads_upsampled(algo: ConvAlgo, strides: tuple[int, int], small_hw: tuple[in
 
 
 def pools_in_kernel(algo: ConvAlgo, activation: str, has_activity_penalty: bool, reads_upsampled_input: bool,
-                    out_hw: tuple[int, int], pool_size: tuple[int, int], pool_strides: tuple[int, int],
-                    pool_padding: str) -> bool:
+                    out_hw: tuple[int, int], pool_size: tuple[int, int], pool_strides: tuple[int, int]) -> bool:
     """Whether the MaxPooling2D right after a convolution runs inside the convolution's kernel
     (the convolution's output is then never written): on the DIRECT or WINOGRAD path with an
     ordinary input, an activation of POOLING_ACTIVATIONS, no activity penalty (it would read the
-    whole output), and 2x2 windows at stride 2 that tile an even output exactly ('same' adds no
-    padding to an even size)."""
-    del pool_padding  # on an even output 'same' and 'valid' give the same windows
+    whole output), and 2x2 windows at stride 2 that tile an even output exactly (on an even size
+    'same' adds no padding, so the pooling's padding does not matter)."""
     return (algo in (ConvAlgo.DIRECT, ConvAlgo.WINOGRAD) and not reads_upsampled_input
             and activation in POOLING_ACTIVATIONS and not has_activity_penalty
             and pool_size == (2, 2) and pool_strides == (2, 2) and out_hw[0] % 2 == 0 and out_hw[1] % 2 == 0)
@@ -105,6 +104,7 @@ def pools_through_relu(activation_below: str | None, below_has_activity_penalty:
     return activation_below == "relu" and not below_has_activity_penalty
 
 
-def dense_stack(predicting: bool, all_dense: bool, activations_fused: bool, have_openblas: bool) -> bool:
-    """Whether a prediction runs a model of Dense layers as one kernel (:mod:`npae.fast.dense_stack`)."""
-    return predicting and all_dense and activations_fused and have_openblas
+def dense_stack(all_dense: bool, activations_fused: bool, have_openblas: bool) -> bool:
+    """Whether a prediction runs a model of Dense layers as one kernel (:mod:`npae.fast.dense_stack`):
+    all its layers Dense, each activation one the kernel applies, OpenBLAS found."""
+    return all_dense and activations_fused and have_openblas

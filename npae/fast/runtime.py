@@ -22,6 +22,7 @@ import glob
 import os
 import sys
 import threading
+import warnings
 
 import numba
 
@@ -51,16 +52,76 @@ def _load_tbb() -> bool:
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "tbb" if _load_tbb() else "workqueue"
 
-parallel = numba.njit(cache=True, parallel=True)  # a kernel whose prange loops run on all cores
-serial = numba.njit(cache=True)
-inline = numba.njit(cache=True, inline="always")  # a helper compiled into the kernels that call it
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+try:  # Numba's on-disk cache of compiled kernels (numba.core.caching is not a public API: guarded)
+    from numba.core.caching import FunctionCache as _FunctionCache
+except ImportError:  # pragma: no cover - another Numba
+    _FunctionCache = None
+
+
+if _FunctionCache is not None:
+    class _ForgivingCache(_FunctionCache):
+        """Numba's cache of a kernel, except that a cache that cannot be read (a truncated file) or
+        written (a full disk) costs a compile, not the run: one warning names the folder and the fix."""
+
+        def _trouble(self, err: BaseException) -> None:
+            _warn_once("cache-io", f"npae: Numba's cache of compiled kernels in {self.cache_path} cannot be used "
+                                   f"({type(err).__name__}: {err}); kernels are compiled again instead. Fix: delete "
+                                   "that folder's *.nbi and *.nbc files, free some disk space, or set NUMBA_CACHE_DIR "
+                                   "to another writable folder")
+
+        def load_overload(self, sig, target_context):
+            try:
+                return super().load_overload(sig, target_context)
+            except Exception as err:  # noqa: BLE001 - any unreadable cache entry is just a cache miss
+                self._trouble(err)
+                return None
+
+        def save_overload(self, sig, data):
+            try:
+                super().save_overload(sig, data)
+            except Exception as err:  # noqa: BLE001 - a cache that cannot be written is just not written
+                self._trouble(err)
+
+
+def _cached(dispatcher):
+    """Give a dispatcher the forgiving on-disk cache; where no folder can hold one (a read-only
+    install and no writable home), run it uncached, saying so once."""
+    if _FunctionCache is None:
+        return dispatcher
+    try:
+        dispatcher._cache = _ForgivingCache(dispatcher.py_func)  # what Dispatcher.enable_caching does
+    except RuntimeError as err:  # "cannot cache function ...: no locator available"
+        _warn_once("cache-none", f"npae: no folder can hold Numba's cache of compiled kernels ({err}): neither the "
+                                 f"package folder {os.path.dirname(__file__)} nor the user cache is writable, so "
+                                 "every run compiles them again. Fix: set NUMBA_CACHE_DIR to a writable folder")
+    return dispatcher
+
+
+def _jit(**options):
+    def decorate(f):
+        return _cached(numba.njit(cache=False, **options)(f))
+    return decorate
+
+
+parallel = _jit(parallel=True)  # a kernel whose prange loops run on all cores
+serial = _jit()
+inline = _jit(inline="always")  # a helper compiled into the kernels that call it
 # kernels over (rows, cols) arrays: rows in parallel; fastmath only for reassociation (vectorised
 # float64 sums) and contraction (FMA), no assumptions about NaN or inf
-rows_kernel = numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+rows_kernel = _jit(parallel=True, fastmath={"reassoc", "contract"})
 parallel_sums = rows_kernel  # a parallel kernel of sums that may be reassociated (and FMA)
-serial_sums = numba.njit(cache=True, fastmath={"reassoc", "contract"})
-parallel_contract = numba.njit(cache=True, parallel=True, fastmath={"contract"})  # FMA only
-inline_contract = numba.njit(cache=True, inline="always", fastmath={"contract"})
+serial_sums = _jit(fastmath={"reassoc", "contract"})
+parallel_contract = _jit(parallel=True, fastmath={"contract"})  # FMA only
+inline_contract = _jit(inline="always", fastmath={"contract"})
 
 KERNEL_LOCK = threading.RLock()  # held by every fast-path call (re-entrant: fit calls evaluate)
 

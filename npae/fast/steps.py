@@ -53,12 +53,16 @@ class Step:
     grad_is_dz : its backward pass receives dL/dz, the gradient before its activation (the step
         above took the activation's derivative, see PoolStep.through_relu).
     accumulate : a shared layer whose gradients another use has written already: add to them.
+    logits : the forward pass stops before the layer's activation (the loss takes the logits).
+    training : the forward pass runs in training mode (a plan's mode: "train").
     """
 
     layer: Layer
     needs_dx: bool = True
     grad_is_dz: bool = False
     accumulate: bool = False
+    logits: bool = False
+    training: bool = True
 
     @property
     def name(self) -> str:
@@ -84,8 +88,6 @@ class Step:
 
 class _Activated(Step):
     """A step whose layer ends in an activation, applied in the fused kernel where it has a code."""
-
-    logits: bool = False
 
     def _code(self) -> int | None:
         """The fused kernels' activation code, 0 at the logits, None for one without a kernel."""
@@ -130,7 +132,6 @@ class _Activated(Step):
 class DenseStep(_Activated):
     """A Dense layer: z = x W (GEMM) then act(z + b) in one pass; backward act', bias GEMV, two GEMMs."""
 
-    logits: bool = False
 
     def forward(self, x, ws, dest):
         w = self.layer.params["kernel"]
@@ -159,7 +160,6 @@ class DenseStep(_Activated):
 class ActivationStep(_Activated):
     """An Activation layer: act(x) in one pass into a buffer (x is left as it is)."""
 
-    logits: bool = False
 
     def forward(self, x, ws, dest):
         z = self._out(ws, x.shape, x.dtype, dest)
@@ -252,7 +252,6 @@ class ConvStep(_Activated):
     algo: ConvAlgo = ConvAlgo.IM2COL
     up: tuple[int, int] | None = None
     pool: MaxPooling2D | None = None
-    logits: bool = False
     block_bytes: int = PATCH_BLOCK_BYTES
 
     def describe(self):
@@ -344,12 +343,11 @@ class ConvStep(_Activated):
 class ReferenceStep(Step):
     """A layer the fast path has no kernels for (a user's own Layer subclass): its reference passes."""
 
-    logits: bool = False
 
     def forward(self, x, ws, dest):
         if self.logits:
-            return self.layer.forward(x, True, logits=True)
-        return self.layer.forward(x, True)
+            return self.layer.forward(x, self.training, logits=True)
+        return self.layer.forward(x, self.training)
 
     def backward(self, g, saved, ws, grads):
         dx, layer_grads = self.layer.backward(g, saved)

@@ -51,6 +51,7 @@ from numba import prange
 from . import blas
 from .elementwise import activate
 from .pool import code_shift, max_of_2x2, no_argmax
+from .runtime import inline, parallel, serial
 
 __all__ = ["GROUP_BYTES", "backward", "forward", "kernel_grad_of", "slabs_of",
            "tiles", "transform_kernel"]
@@ -87,7 +88,7 @@ def kernel_grad_of(du: np.ndarray, out: np.ndarray) -> np.ndarray:
 # the activation: inlining those made Numba 0.68 warn (NumbaIRAssumptionWarning) when compiling,
 # at no measured cost to leave out.
 
-@numba.njit(cache=True, inline="always")
+@inline
 def _input_tiles(x, b, pt, pl, uh, uw, th, tw, v, t0, d):
     """V = B^T d B for image b's th*tw tiles into v[:, t0 + tile, :] (16, T, Cin), x read as if
     upsampled by (uh, uw); d (16, Cin) scratch."""
@@ -119,7 +120,7 @@ def _input_tiles(x, b, pt, pl, uh, uw, th, tw, v, t0, d):
                     v[8 + q, t, c], v[12 + q, t, c] = d2 - d1, d1 - d3
 
 
-@numba.njit(cache=True)
+@serial
 def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb, argmax):
     """out[b] <- act(A^T M A + bias) from m[:, t0 + tile, :] (16, T, Cout), the parts inside the
     image; yb (4, Cout) scratch. With a non-empty argmax, out[b] and argmax[b] (th, tw, Cout) are
@@ -152,7 +153,7 @@ def _output_tiles(m, t0, out, b, th, tw, bias, act, one, yb, argmax):
                     out[b, y, xx, :] = yb[k, :cout]
 
 
-@numba.njit(cache=True, inline="always")
+@inline
 def _block_grad(g, b, ty, tx, yb, argmax):
     """yb (4, Cout) <- dY of image b's output block (ty, tx), row by row, from g[b] = dL/dz (Ho,
     Wo, Cout), zero where the block sticks out of the image; or, with a non-empty argmax, from g[b]
@@ -173,7 +174,7 @@ def _block_grad(g, b, ty, tx, yb, argmax):
                 yb[k, c] = zero
 
 
-@numba.njit(cache=True, inline="always")
+@inline
 def _output_grad_tiles(g, b, th, tw, dm, t0, yb, argmax):
     """dM = A dY A^T into dm[:, t0 + tile, :], each block's dY from :func:`_block_grad`; yb (4,
     Cout) scratch."""
@@ -196,7 +197,7 @@ def _output_grad_tiles(g, b, th, tw, dm, t0, yb, argmax):
                 dm[12, t, c], dm[13, t, c], dm[14, t, c], dm[15, t, c] = a0, a0 + a1, a0 - a1, -a1
 
 
-@numba.njit(cache=True, inline="always")
+@inline
 def _input_grad_tiles(dv, t0, dx, b, pt, pl, uh, uw, th, tw, e):
     """dx[b] += B dV B^T over each tile's footprint (inside the image), from dv[:, t0 + tile, :];
     with (uh, uw) the image upsampled by that much, each pixel's share to the small one it copies;
@@ -231,7 +232,7 @@ def _input_grad_tiles(dv, t0, dx, b, pt, pl, uh, uw, th, tw, e):
 # non-zero entries, V0 = a - b, V1 = 2 b, V3 = b - c (V2 = b - b), and the slabs with r or q = 2
 # are 0. These four take the 3x3 small pixels under each tile directly and touch the 9 slabs only.
 
-@numba.njit(cache=True, inline="always")
+@inline
 def _input_tiles9(x, b, pt, pl, th, tw, v, t0, d):
     """:func:`_input_tiles` for up = (2, 2) with pt, pl odd: the 9 non-zero slabs of V."""
     h, w, cin = x.shape[1], x.shape[2], x.shape[3]
@@ -261,7 +262,7 @@ def _input_tiles9(x, b, pt, pl, th, tw, v, t0, d):
                     v[qq, t, c], v[4 + qq, t, c], v[12 + qq, t, c] = a0 - b0, b0 + b0, b0 - c0
 
 
-@numba.njit(cache=True)
+@serial
 def _output_tiles9(m, t0, out, b, th, tw, bias, act, one, yb):
     """:func:`_output_tiles` reading only the 9 slabs that are not 0."""
     ho, wo, cout = out.shape[1], out.shape[2], out.shape[3]
@@ -284,7 +285,7 @@ def _output_tiles9(m, t0, out, b, th, tw, bias, act, one, yb):
                         out[b, y, xx, c] = activate(yb[k, c], act, one)
 
 
-@numba.njit(cache=True, inline="always")
+@inline
 def _output_grad_tiles9(g, b, th, tw, dm, t0, yb, argmax):
     """:func:`_output_grad_tiles` writing only the 9 slabs the GEMMs read."""
     cout = g.shape[3]
@@ -302,7 +303,7 @@ def _output_grad_tiles9(g, b, th, tw, dm, t0, yb, argmax):
                 dm[12, t, c], dm[13, t, c], dm[15, t, c] = a0, a0 + a1, -a1
 
 
-@numba.njit(cache=True, inline="always")
+@inline
 def _input_grad_tiles9(dv, t0, dx, b, pt, pl, th, tw, e):
     """:func:`_input_grad_tiles` for up = (2, 2) with pt, pl odd, from the 9 slabs: per axis the
     adjoint of (a, b, c) -> (a - b, 2 b, b - c) is (V0, V1, V3) -> (V0, 2 V1 - V0 + V3, -V3)."""
@@ -332,7 +333,7 @@ def _input_grad_tiles9(dv, t0, dx, b, pt, pl, th, tw, e):
 
 # ---------------------------------------------------------------------------- the kernels
 
-@numba.njit(cache=True, inline="always")
+@inline
 def _tiles_of_output(out, argmax):
     """Tile rows and columns for an output (or its gradient) out (N, Ho, Wo, C); with a non-empty
     argmax out is the 2x2 max pooling of that output, a pixel per tile."""
@@ -341,7 +342,7 @@ def _tiles_of_output(out, argmax):
     return (out.shape[1] + 1) // 2, (out.shape[2] + 1) // 2
 
 
-@numba.njit(cache=True, inline="always")
+@inline
 def _group_arrays(scratch, t, group, th, tw, cin, cout):
     """Thread t's scratch as d (16, max(Cin, Cout)) for one tile, and V (16, R, Cin) and M (16, R,
     Cout) for a group's R - 1 tiles and one spare row, so that the 16 slabs do not start at
@@ -354,7 +355,7 @@ def _group_arrays(scratch, t, group, th, tw, cin, cout):
     return d, v, m
 
 
-@numba.njit(cache=True, parallel=True)
+@parallel
 def _forward(gemm, ints, x, u, slabs, pt, pl, uh, uw, bias, act, out, scratch, group, argmax):
     n, cin, cout, threads = x.shape[0], x.shape[3], out.shape[3], scratch.shape[0]
     th, tw = _tiles_of_output(out, argmax)
@@ -382,7 +383,7 @@ def _forward(gemm, ints, x, u, slabs, pt, pl, uh, uw, bias, act, out, scratch, g
                     _output_tiles(m, (b - s) * th * tw, out, b, th, tw, bias, act, one, d, argmax)
 
 
-@numba.njit(cache=True, parallel=True)
+@parallel
 def _backward(gemm, ints, x, g, u_t, slabs, pt, pl, uh, uw, du, dx, scratch, group, with_dx, argmax):
     n, cin, cout, threads = x.shape[0], x.shape[3], g.shape[3], scratch.shape[0]
     th, tw = _tiles_of_output(g, argmax)

@@ -115,9 +115,9 @@ def backward(da: np.ndarray, cache: ActivationCache) -> np.ndarray:
 
 
 def kink(cache: ActivationCache) -> np.ndarray | None:
-    """A mask that changes where z crosses a point without a derivative (relu's, leaky_relu's
-    and elu's 0), or None for a smooth activation. Gradient checks skip coordinates whose finite
-    difference crosses one."""
+    """A mask that changes where z crosses a point without a derivative (relu's and leaky_relu's
+    0, and elu's 0 unless alpha is 1, where its two slopes meet), or None for a smooth activation.
+    Gradient checks skip coordinates whose finite difference crosses one."""
     if cache.name in ("relu", "leaky_relu") or (cache.name == "elu" and cache.alpha != 1.0):
         return cache.z > 0
     return None

@@ -3,28 +3,30 @@ by im2col and one matrix product.
 
 Shapes: x (N, H, W, Cin), kernel (kh, kw, Cin, Cout), bias (Cout,), z (N, Ho, Wo, Cout).
 
-    z[n, i, j, o] = b[o] + sum over (a, c, ch) of xp[n, i*sh + a, j*sw + c, ch] * kernel[a, c, ch, o]
+    z[n, i, j, o] = bias[o] + sum over (a, b, c) of xp[n, i*sh + a, j*sw + b, c] * kernel[a, b, c, o]
 
-where xp is x zero-padded by (pt, pb) rows and (pl, pr) columns (see :func:`output_size`).
+(a < kh, b < kw: the kernel tap; c < Cin: the input channel), where xp is x zero-padded by
+(pt, pb) rows and (pl, pr) columns (see :func:`output_size`).
 
 im2col copies every window into one row of the patch matrix P, (N*Ho*Wo, K) with K = kh*kw*Cin,
-its columns ordered (a, c, ch): the row order of the kernel reshaped to W = (K, Cout). Then the
+its columns ordered (a, b, c): the row order of the kernel reshaped to W = (K, Cout). Then the
 convolution is one matrix product, and its backward pass two more, exactly as for a dense layer:
 
-    forward:   Z = P W + b                 (N*Ho*Wo, Cout)  -> reshaped to (N, Ho, Wo, Cout)
-    backward:  dW = P^T dZ                 (K, Cout)        -> reshaped to (kh, kw, Cin, Cout)
-               db = sum over rows of dZ    (Cout,)
-               dP = dZ W^T                 (N*Ho*Wo, K)
-               dx = col2im(dP)             (N, H, W, Cin)
+    forward:   Z = P W + bias                (N*Ho*Wo, Cout)  -> reshaped to (N, Ho, Wo, Cout)
+    backward:  dW = P^T dZ                   (K, Cout)        -> reshaped to (kh, kw, Cin, Cout)
+               dbias = sum over rows of dZ   (Cout,)
+               dP = dZ W^T                   (N*Ho*Wo, K)
+               dxp = col2im(dP)              (N, H + pt + pb, W + pl + pr, Cin), then the padding
+                                             rows and columns are cut off: dx (N, H, W, Cin)
 
-col2im is the adjoint of im2col: it adds every entry of dP back onto the pixel it was copied
-from (a pixel in several windows collects several contributions) and drops the padding.
+col2im is the adjoint of im2col: it adds every entry of dP back onto the pixel it was copied from
+(a pixel in several windows collects several contributions).
 
 Output size along one axis of length n, window k, stride s (TensorFlow's and Keras's rules):
 
     'valid':  out = floor((n - k) / s) + 1                  no padding
-    'same':   out = ceil(n / s)                             padding P = max((out - 1) s + k - n, 0),
-              pad_before = floor(P / 2), pad_after = P - pad_before   (the odd pixel bottom/right)
+    'same':   out = ceil(n / s)                             total padding T = max((out - 1) s + k - n, 0),
+              pad_before = floor(T / 2), pad_after = T - pad_before   (the odd pixel bottom/right)
 """
 
 from __future__ import annotations
@@ -88,11 +90,11 @@ def im2col(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, ho: int, wo: int)
     Returns
     -------
     P : (N*ho*wo, kh*kw*C). Row (n, i, j) is the window with top-left corner (i*sh, j*sw),
-        its columns in (a, c, ch) order.
+        its columns in (a, b, c) order: tap row, tap column, channel.
     """
     n, _, _, c = xp.shape
     cols = np.empty((n, ho, wo, kh, kw, c), dtype=xp.dtype)
-    for a in range(kh):  # one strided slice per kernel tap: every window's pixel (a, c) at once
+    for a in range(kh):  # one strided slice per kernel tap: every window's pixel (a, b) at once
         for b in range(kw):
             cols[:, :, :, a, b, :] = xp[:, a:a + sh * (ho - 1) + 1:sh, b:b + sw * (wo - 1) + 1:sw, :]
     return cols.reshape(n * ho * wo, kh * kw * c)
@@ -152,7 +154,18 @@ def forward(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None = None, s
 
 
 def backward(dz: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of z = conv(x, kernel) + bias.
+    """Gradients of z = conv(x, kernel) + bias, from dz = dL/dz.
+
+    Element by element (xp the padded input, as in the module docstring):
+
+        dL/dkernel[a, b, c, o] = sum over (n, i, j) of xp[n, i*sh + a, j*sw + b, c] * dz[n, i, j, o]
+        dL/dbias[o]            = sum over (n, i, j) of dz[n, i, j, o]
+        dL/dxp[n, r, q, c]     = sum over the windows (i, j) and taps (a, b) with i*sh + a = r and
+                                 j*sw + b = q, of kernel[a, b, c, o] * dz[n, i, j, o] (over o too)
+
+    and dx is dL/dxp without the padding. As matrices (P the patch matrix from the cache, W the
+    kernel as (K, Cout), dZ = dz as (N*Ho*Wo, Cout)): dW = P^T dZ, dbias = the column sums of dZ,
+    dP = dZ W^T, and dxp = col2im(dP).
 
     Parameters
     ----------
@@ -161,9 +174,9 @@ def backward(dz: np.ndarray, cache: ConvCache) -> tuple[np.ndarray, np.ndarray, 
 
     Returns
     -------
-    dx : (N, H, W, Cin) col2im(dZ W^T), without the padding.
-    dkernel : (kh, kw, Cin, Cout) P^T dZ.
-    dbias : (Cout,) dZ summed over batch and positions.
+    dx : (N, H, W, Cin).
+    dkernel : (kh, kw, Cin, Cout).
+    dbias : (Cout,).
     """
     (n, h, w, cin), cols, kernel, (sh, sw), (pt, pb, pl, pr) = cache
     kh, kw, _, cout = kernel.shape

@@ -2,16 +2,17 @@
 
 Forward: each output is the largest input in its window,
 
-    out[n, i, j, c] = max over (a, b) of xp[n, i*sh + a, j*sw + b, c]      (a < kh, b < kw)
+    out[n, i, j, ch] = max over (a, b) of xp[n, i*sh + a, j*sw + b, ch]      (a < kh, b < kw)
 
-where xp is x padded with -inf (padding never wins) by the sizes of :func:`conv.output_size`
-('valid' or 'same'; e.g. 7 -> 4 with a 2x2 window and 'same', the pad at the bottom/right).
+where xp is the input padded by the sizes of :func:`conv.output_size` ('valid' or 'same'; e.g.
+7 -> 4 with a 2x2 window and 'same', the pad at the bottom/right). The padding never wins: the
+winner is the first pixel of the image that holds the window's maximum.
 
 Backward: max is linear in its winner and constant in the others, so each output's gradient goes
 to the one input that won its window (ties: the first in row-major window order), and inputs that
 won several overlapping windows collect every one of those gradients:
 
-    dx[n, y, x, c] = sum over the windows (i, j) that (y, x) won of dout[n, i, j, c]
+    dx[n, r, q, ch] = sum over the windows (i, j) that pixel (r, q) won of dout[n, i, j, ch]
 
 Shapes: x (N, H, W, C), out and dout (N, Ho, Wo, C), dx (N, H, W, C).
 """
@@ -58,11 +59,20 @@ def forward(x: np.ndarray, pool_size=(2, 2), strides=None, padding: str = "valid
     ho, pt, pb = output_size(h, kh, sh, padding)
     wo, pl, pr = output_size(w, kw, sw, padding)
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=-np.inf)
+    inside = np.pad(np.ones((h, w), bool), ((pt, pb), (pl, pr)))  # which padded pixels are the image's
     windows = np.empty((n, ho, wo, c, kh * kw), dtype=x.dtype)  # every window's kh*kw values, row-major
+    real = np.empty((ho, wo, 1, kh * kw), dtype=bool)
     for a in range(kh):
         for b in range(kw):
-            windows[..., a * kw + b] = xp[:, a:a + sh * (ho - 1) + 1:sh, b:b + sw * (wo - 1) + 1:sw, :]
-    winner = windows.argmax(axis=-1)  # the first maximum on ties
+            rows, cols = slice(a, a + sh * (ho - 1) + 1, sh), slice(b, b + sw * (wo - 1) + 1, sw)
+            windows[..., a * kw + b] = xp[:, rows, cols, :]
+            real[..., 0, a * kw + b] = inside[rows, cols]
+    # the winner: the first image pixel holding the window's maximum (padding never wins, even a
+    # tie with an input of -inf; a window whose maximum is NaN keeps its first image pixel)
+    best = np.where(real, windows, -np.inf).max(axis=-1, keepdims=True)
+    candidates = real & (windows == best)
+    winner = np.where(candidates.any(axis=-1), candidates.argmax(axis=-1), np.broadcast_to(real.argmax(axis=-1),
+                                                                                          candidates.shape[:-1]))
     out = np.take_along_axis(windows, winner[..., None], axis=-1)[..., 0]
     return out, MaxPoolCache(x.shape, winner, (kh, kw), (sh, sw), (pt, pl))
 

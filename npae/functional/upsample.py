@@ -2,12 +2,12 @@
 
 Forward: every pixel becomes an sh x sw block of copies,
 
-    out[n, y, x, c] = x[n, y // sh, x // sw, c]         x (N, H, W, C) -> out (N, H*sh, W*sw, C)
+    out[n, r, q, ch] = x[n, r // sh, q // sw, ch]         x (N, H, W, C) -> out (N, H*sh, W*sw, C)
 
 Backward: each input pixel fed sh*sw outputs, so its gradient is the sum of theirs (a sum over
 each block of dout, not a subsample of it):
 
-    dx[n, i, j, c] = sum over a < sh, b < sw of dout[n, i*sh + a, j*sw + b, c]
+    dx[n, i, j, ch] = sum over a < sh, b < sw of dout[n, i*sh + a, j*sw + b, ch]
 """
 
 from __future__ import annotations
