@@ -117,8 +117,8 @@ class Model:
         """The gradients of the last training step, keyed as :meth:`parameters`, one per trainable
         weight: the arrays the paths write into, kept from step to step (the next step overwrites
         them: copy what you want to keep)."""
-        want = {param_key(layer, k): v for layer in self._unique_layers() if layer.trainable
-                for k, v in layer.params.items()}
+        want = {param_key(layer, k): layer.params[k] for layer in self._unique_layers()
+                for k in layer.trainable_param_names()}
         have = self.__dict__.get("_grads")
         if have is None or have.keys() != want.keys() or any(have[k].shape != v.shape or have[k].dtype != v.dtype
                                                              for k, v in want.items()):
@@ -132,11 +132,13 @@ class Model:
 
     @property
     def trainable_weights(self) -> list[np.ndarray]:
-        return [w for layer in self._unique_layers() if layer.trainable for w in layer.weights]
+        """The weights fit updates, layer by layer."""
+        return [w for layer in self._unique_layers() for w in layer.trainable_weights]
 
     @property
     def non_trainable_weights(self) -> list[np.ndarray]:
-        return [w for layer in self._unique_layers() if not layer.trainable for w in layer.weights]
+        """The weights fit does not update through gradients (frozen layers, moving statistics)."""
+        return [w for layer in self._unique_layers() for w in layer.non_trainable_weights]
 
     def count_params(self) -> int:
         return sum(layer.count_params() for layer in self._unique_layers())

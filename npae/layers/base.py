@@ -79,6 +79,8 @@ class Layer:
     """
 
     param_order: tuple[str, ...] = ()  # Keras's weight order, e.g. ("kernel", "bias")
+    # weights that training does not update through gradients (BatchNormalization's moving statistics)
+    non_trainable_params: tuple[str, ...] = ()
     activation: activations.Activation | None = None
 
     def __init__(self, name: str | None = None, dtype=None, trainable: bool = True, activity_regularizer=None,
@@ -189,6 +191,21 @@ class Layer:
     def weights(self) -> list[np.ndarray]:
         """The weights themselves (not copies), in Keras's order."""
         return [self.params[k] for k in self.param_order if k in self.params]
+
+    def trainable_param_names(self) -> list[str]:
+        """The names of the weights fit updates: none for a frozen layer (``trainable = False``)."""
+        if not self.trainable:
+            return []
+        return [k for k in self.param_order if k in self.params and k not in self.non_trainable_params]
+
+    @property
+    def trainable_weights(self) -> list[np.ndarray]:
+        return [self.params[k] for k in self.trainable_param_names()]
+
+    @property
+    def non_trainable_weights(self) -> list[np.ndarray]:
+        trainable = set(self.trainable_param_names())
+        return [self.params[k] for k in self.param_order if k in self.params and k not in trainable]
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of the weights in Keras's order (kernel, then bias)."""
