@@ -12,6 +12,8 @@ A layer is checked through f = sum(U * layer(x)) + its activity penalty, with a 
 gradient U, for the input and every parameter; a loss through f = loss(y_pred, y_true); a model
 through its training loss. Coordinates whose +-eps step crosses a kink (a ReLU's zero, a max-pool's
 argmax changing, a clip bound) are skipped and counted, since no derivative exists there.
+Layers that draw noise (a ``numpy.random.Generator`` attribute ``rng``: Dropout, GaussianNoise) have
+their generator's state restored before every forward pass, so that every pass sees the same draw.
 "Projection" mode checks a few random directions d per tensor instead of every element:
 (f(T + eps d) - f(T - eps d)) / (2 eps) against sum(G * d).
 
@@ -108,6 +110,22 @@ class GradcheckReport:
         return self.table()
 
 
+def _rng_states(layers) -> list:
+    """(generator, saved state) of every layer with a random generator ``rng`` (Dropout,
+    GaussianNoise): restored before each forward pass, so that every pass draws the same noise."""
+    found = []
+    for layer in layers:
+        rng = getattr(layer, "rng", None)
+        if isinstance(rng, np.random.Generator) and all(rng is not g for g, _ in found):
+            found.append((rng, copy.deepcopy(rng.bit_generator.state)))
+    return found
+
+
+def _restore(states) -> None:
+    for rng, state in states:
+        rng.bit_generator.state = state
+
+
 def _snapshot(kinks) -> list:
     """Copies of the kink masks: layers may keep them in buffers that the next forward reuses."""
     return [np.array(k, copy=True) for k in kinks()]
@@ -199,14 +217,18 @@ def check_layer(layer, x: np.ndarray | None = None, input_shape=None, batch_size
         layer.build(x.shape[1:], rng=rng)
     layer.astype(np.float64)
     reg = layer.activity_regularizer
+    rngs = _rng_states([layer])  # every forward pass below draws the same noise
+    _restore(rngs)
     out, _ = layer.forward(x, training=True)
     u = rng.standard_normal(out.shape)
 
     def f() -> float:
+        _restore(rngs)
         out, _ = layer.forward(x, training=True)
         return float(np.sum(u * out)) + (reg.penalty(out) if reg is not None else 0.0)
 
     def backward(g):
+        _restore(rngs)
         out, cache = layer.forward(x, training=True)
         if reg is not None:
             g = g + reg.gradient(out)
@@ -217,6 +239,7 @@ def check_layer(layer, x: np.ndarray | None = None, input_shape=None, batch_size
         return [np.array(dx, copy=True), *(np.array(grads[k], copy=True) for k in layer.params)]
 
     def kinks():
+        _restore(rngs)
         out, cache = layer.forward(x, training=True)
         masks = layer.kinks(cache)
         if reg is not None and (m := reg.kink(out)) is not None:
@@ -282,14 +305,18 @@ def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = EPS, atol: flo
             if key.endswith("/bias"):
                 p[...] = rng.normal(0.0, 0.1, p.shape)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    rngs = _rng_states(model.layers)  # every forward pass below draws the same noise
+    _restore(rngs)
     model.compute_gradients(x, y)
     grads = {k: g.copy() for k, g in model.gradients().items()}
     params = model.parameters()
 
     def f() -> float:
+        _restore(rngs)
         return model.compute_loss(x, y)
 
     def kinks():
+        _restore(rngs)
         return model.kinks(x, y)
 
     report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)

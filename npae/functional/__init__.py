@@ -13,6 +13,19 @@ these functions; the fast path (:mod:`npae.fast`) is tested against them.
 Shapes use N for the batch, images are channels-last: (N, H, W, C).
 """
 
-from . import activations, conv, dense, losses, optimizers, pool, regularizers, upsample
+from . import (
+    activations,
+    batchnorm,
+    conv,
+    conv_transpose,
+    dense,
+    losses,
+    noise,
+    optimizers,
+    pool,
+    regularizers,
+    upsample,
+)
 
-__all__ = ["activations", "conv", "dense", "losses", "optimizers", "pool", "regularizers", "upsample"]
+__all__ = ["activations", "batchnorm", "conv", "conv_transpose", "dense", "losses", "noise", "optimizers", "pool",
+           "regularizers", "upsample"]

@@ -8,17 +8,22 @@ way round).
 from .activation import Activation, LeakyReLU, ReLU
 from .base import Layer
 from .conv import Conv2D, Convolution2D
+from .conv_transpose import Conv2DTranspose, Convolution2DTranspose
 from .core import Dense, Input, InputLayer
+from .noise import Dropout, GaussianNoise
+from .normalization import BatchNormalization
 from .pooling import MaxPool2D, MaxPooling2D, UpSampling2D
 from .reshaping import Flatten, Reshape
 
 __all__ = [
     "Input", "Layer", "InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "Flatten", "Reshape",
-    "Conv2D", "Convolution2D", "MaxPooling2D", "MaxPool2D", "UpSampling2D", "deserialize", "serialize",
+    "Conv2D", "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "MaxPooling2D", "MaxPool2D",
+    "UpSampling2D", "BatchNormalization", "Dropout", "GaussianNoise", "deserialize", "serialize",
 ]
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (Dense, Activation, ReLU, LeakyReLU, Flatten, Reshape, Conv2D,
-                                               MaxPooling2D, UpSampling2D)}
+                                               Conv2DTranspose, MaxPooling2D, UpSampling2D, BatchNormalization,
+                                               Dropout, GaussianNoise)}
 
 
 def serialize(layer: Layer) -> dict:
