@@ -5,11 +5,7 @@ The reference path (:mod:`npae.functional`, :mod:`npae.layers`, :mod:`npae.refer
 NumPy; the fast path (:mod:`npae.fast`) imports Numba only when a model first uses it.
 """
 
-import os as _os
-
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # (before NumPy loads: see docs/performance.md)
-
-from . import (  # noqa: E402
+from . import (
     activations,
     autoencoders,
     callbacks,
@@ -23,13 +19,13 @@ from . import (  # noqa: E402
     optimizers,
     regularizers,
 )
-from .gradcheck import check_layer, check_loss, check_model  # noqa: E402
-from .layers import Input  # noqa: E402
-from .models import Model, Sequential, load_model  # noqa: E402
-from .random import set_random_seed  # noqa: E402
-from .saving import ModelFileError  # noqa: E402
+from .gradcheck import check_layer, check_loss, check_model
+from .layers import Input
+from .models import Model, Sequential, load_model
+from .random import set_random_seed
+from .saving import ModelFileError
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["activations", "autoencoders", "callbacks", "datasets", "functional", "initializers", "layers", "losses",
            "models", "optimizers", "regularizers", "gradcheck", "check_layer", "check_loss", "check_model", "Input",

@@ -34,7 +34,7 @@ __all__ = ["run_benchmark", "flops_per_sample", "gemm_gflops", "ratio", "layer_p
            "epoch_in_subprocess", "find_tf_python", "best_peer"]
 
 BATCH = 256
-CONV_MODELS = ("convolutional", "denoising")
+CONV_MODELS = ("convolutional", "denoising", "transposed")  # the models of 28x28x1 images
 PEER_LABELS = {"baseline": "baseline npae", "torch": "PyTorch", "tf": "TF-Keras"}
 
 
@@ -76,16 +76,19 @@ def gemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
 # npae runs as a script in a process of its own, so that another checkout of npae (--baseline)
 # runs the very same measurement; it uses only the public API that every npae has had.
 _NPAE_WORKER = r"""
-import json, sys, time
-name, n = sys.argv[1], int(sys.argv[2])
+import json, os, sys, time
+name, n, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 import npae
+here = os.path.dirname(os.path.dirname(os.path.abspath(npae.__file__)))
+if os.path.realpath(here) != os.path.realpath(root):
+    sys.exit(f"the benchmark worker for {root} imported the npae in {here}")
 import numpy as np
 from npae import autoencoders
-shape = (n, 28, 28, 1) if name in ("convolutional", "denoising") else (n, 784)
+shape = (n, 28, 28, 1) if name in ("convolutional", "denoising", "transposed") else (n, 784)
 x = np.random.default_rng(0).random(shape, dtype=np.float32)
 model = autoencoders.BUILDERS[name](seed=0)[0]
 model.fit(x[:3 * 256], x[:3 * 256], epochs=1, batch_size=256, verbose=0)  # warm-up: kernels, caches
-model.predict(x[:256], batch_size=256)
+model.predict(x[:256], batch_size=256, verbose=0)
 print("ready", flush=True)
 for line in sys.stdin:
     cmd = json.loads(line)
@@ -98,7 +101,7 @@ for line in sys.stdin:
             model.fit(x, x, epochs=1, batch_size=256, verbose=0)
             samples += n
         else:
-            model.predict(x[:256], batch_size=256)
+            model.predict(x[:256], batch_size=256, verbose=0)
             samples += 256
     print(json.dumps(samples / (time.perf_counter() - start)), flush=True)
 """
@@ -109,12 +112,17 @@ def _npae_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# a measured npae compiles its kernels before its first timed batch, never in the background (a
+# run that switched from the reference path to the fast path mid-measurement would time both)
+_FOREGROUND = {"NPAE_BACKGROUND_COMPILE": "0"}
+
+
 class _ScriptWorker:
     """An engine in a process of its own, speaking JSON lines over stdin/stdout: "ready", then
     ["train" | "predict", seconds] -> samples/s; null -> exit."""
 
-    def __init__(self, argv: list[str], env: dict | None = None):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    def __init__(self, argv: list[str], env: dict | None = None, cwd: str | None = None):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=cwd,
                                      env=None if env is None else {**os.environ, **env})
 
     def send(self, cmd) -> None:
@@ -135,9 +143,12 @@ class _ScriptWorker:
 
 
 def _npae_worker(name: str, n: int, root: str) -> _ScriptWorker:
-    """npae from the source tree ``root`` (this one, or a baseline checkout)."""
+    """npae from the source tree ``root`` (this one, or a baseline checkout), run in ``root``:
+    ``python -c`` puts its working directory first on sys.path, so a worker started in another
+    checkout would import that one (the worker checks which npae it imported, and exits if wrong)."""
     path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return _ScriptWorker([sys.executable, "-c", _NPAE_WORKER, name, str(n)], env={"PYTHONPATH": path})
+    return _ScriptWorker([sys.executable, "-c", _NPAE_WORKER, name, str(n), root],
+                         env={"PYTHONPATH": path, **_FOREGROUND}, cwd=root)
 
 
 def _torch_model(name):
@@ -153,7 +164,24 @@ def _torch_model(name):
             prev = u
         return layers
 
-    if name in ("vanilla", "sparse"):
+    if name == "transposed":  # npae's autoencoders.transposed; 'same' at stride 2 pads as TF does
+        class Noise(nn.Module):
+            def forward(self, x):
+                return x + 0.2 * torch.randn_like(x) if self.training else x
+
+        class Crop(nn.Module):  # TF's 'same' transposed convolution keeps the first 2n of 2n + 1
+            def forward(self, x):
+                return x[..., :-1, :-1]
+
+        def bn(c):  # Keras's defaults: momentum 0.99 (PyTorch counts it the other way), epsilon 1e-3
+            return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+
+        body = [Noise(), nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(1, 32, 3, stride=2, bias=False), bn(32), nn.ReLU(),
+                nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(32, 64, 3, stride=2, bias=False), bn(64), nn.ReLU(),
+                nn.ConvTranspose2d(64, 64, 3, stride=2, bias=False), Crop(), bn(64), nn.ReLU(),
+                nn.ConvTranspose2d(64, 32, 3, stride=2, bias=False), Crop(), bn(32), nn.ReLU(),
+                nn.Conv2d(32, 1, 3, padding=1)]
+    elif name in ("vanilla", "sparse"):
         body = dense([64, 784])
     elif name == "multilayer":
         body = dense([128, 64, 128, 784])
@@ -174,7 +202,7 @@ def _torch_model(name):
     model = nn.Sequential(*body)  # outputs logits; the loss below applies the sigmoid
     cfg = DEFAULTS[name]
     loss = nn.BCEWithLogitsLoss() if cfg["loss"] == "binary_crossentropy" else None
-    if cfg["optimizer"] == "adam":
+    if cfg["optimizer"] == "adam":  # (Keras's epsilon)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     else:
         opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-7)
@@ -203,8 +231,10 @@ def _torch_engine(name, x):
         opt.step()
 
     def predict():
+        model.eval()  # inference mode: batch normalisation's moving statistics, no noise
         with torch.no_grad():
             torch.sigmoid(model(xt[:BATCH]))
+        model.train()
 
     return model, train, predict
 
@@ -330,7 +360,7 @@ import npae
 import numpy as np
 from npae.bench_keras import peak_rss_bytes
 name, engine, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-shape = (n, 28, 28, 1) if name in ("convolutional", "denoising") else (n, 784)
+shape = (n, 28, 28, 1) if name in ("convolutional", "denoising", "transposed") else (n, 784)
 x = np.random.default_rng(0).random(shape, dtype=np.float32)
 t = time.perf_counter()
 if engine == "npae":
@@ -360,8 +390,9 @@ def epoch_in_subprocess(name: str, engine: str, n: int = 60000, tf_python: str |
     else:
         cmd = [sys.executable, "-c", _EPOCH_SCRIPT, name, engine, str(n)]
         path = os.pathsep.join([root or _npae_root(), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        env = {**os.environ, "PYTHONPATH": path}
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        env = {**os.environ, "PYTHONPATH": path, **_FOREGROUND}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env,
+                         cwd=None if engine == "tf" else root or _npae_root())  # (see _npae_worker)
     out = json.loads(res.stdout.strip().splitlines()[-1])
     out["rss_less_data_mb"] = out["peak_rss_mb"] - out["data_mb"]
     return out
@@ -380,6 +411,14 @@ def find_tf_python(tf_python: str | None = None) -> tuple[str | None, dict | Non
         last = (res.stderr.strip().splitlines() or ["?"])[-1]
         return None, None, f"tensorflow/keras do not import under {path} ({last})"
     return path, json.loads(res.stdout.strip().splitlines()[-1]), ""
+
+
+def _baseline_has(baseline: str, name: str) -> bool:
+    """Whether the npae in the folder ``baseline`` builds the model ``name`` (an older npae may not)."""
+    code = f"from npae import autoencoders; print({name!r} in autoencoders.BUILDERS)"
+    env = {**os.environ, "PYTHONPATH": baseline}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=baseline)
+    return res.returncode == 0 and res.stdout.strip() == "True"
 
 
 def best_peer(rates: dict) -> tuple[str | None, float | None]:
@@ -402,6 +441,8 @@ def run_benchmark(models, quick: bool = False, out_dir: str = os.path.join("runs
 
     if baseline is not None and not os.path.isfile(os.path.join(baseline, "npae", "__init__.py")):
         raise ValueError(f"--baseline: {baseline!r} holds no npae package (expected {baseline}/npae/__init__.py)")
+    if baseline is not None:
+        baseline = os.path.abspath(baseline)  # (its workers run in it: a relative path would move)
     if quick:
         repeats, seconds = 1, 0.2
     epoch = (not quick) if epoch is None else epoch
@@ -435,7 +476,11 @@ def run_benchmark(models, quick: bool = False, out_dir: str = os.path.join("runs
         (["tf"] if tf_versions else [])
     for name in models:
         x = np.random.default_rng(0).random((n, 28, 28, 1) if name in CONV_MODELS else (n, 784), dtype=np.float32)
-        measured = _rounds(name, engines, repeats, seconds, n, threads, tf_python, baseline)
+        here = list(engines)
+        if baseline and not _baseline_has(baseline, name):
+            print_fn(f"{name}: the baseline npae has no such model; it is measured without the baseline")
+            here.remove("baseline")
+        measured = _rounds(name, here, repeats, seconds, n, threads, tf_python, baseline)
         train, pred = measured["train"], measured["predict"]
         model = autoencoders.BUILDERS[name](seed=0)[0]
         row = {"train": train, "predict": pred, "flops_per_sample": flops_per_sample(model),
@@ -443,19 +488,19 @@ def run_benchmark(models, quick: bool = False, out_dir: str = os.path.join("runs
                "predict_ratio_vs_best_peer": ratio(pred["npae"], best_peer(pred)[1]),
                "plan": model.path.plan("train").describe() if model.jit_compile else None,
                "profile": layer_profile(model, x[:BATCH], steps=3 if quick else 10)}
-        for e in engines[1:]:
+        for e in here[1:]:
             row[f"train_ratio_vs_{e}"] = ratio(train["npae"], train.get(e))
             row[f"predict_ratio_vs_{e}"] = ratio(pred["npae"], pred.get(e))
         if epoch:
             row["epoch"] = {"npae": epoch_in_subprocess(name, "npae")}
-            if baseline:
+            if "baseline" in here:
                 row["epoch"]["baseline"] = epoch_in_subprocess(name, "npae", root=baseline)
             if have_torch:
                 row["epoch"]["torch"] = epoch_in_subprocess(name, "torch")
             if tf_versions:
                 row["epoch"]["tf"] = epoch_in_subprocess(name, "tf", tf_python=tf_python, threads=threads)
         results["models"][name] = row
-        others = "".join(f"  {e} {train[e]:9.0f}/s" for e in engines[1:])
+        others = "".join(f"  {e} {train[e]:9.0f}/s" for e in here[1:])
         if row.get("train_ratio_vs_baseline"):
             others += f"  x{row['train_ratio_vs_baseline']:.2f} vs baseline"
         if row["train_ratio_vs_best_peer"]:

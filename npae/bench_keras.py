@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 BATCH = 256
 CONV = ("convolutional", "denoising")
+IMAGES = CONV + ("transposed",)
 
 
 def peak_rss_bytes() -> int:
@@ -46,7 +47,17 @@ def build(name):
     import keras
     from keras import layers
 
-    if name in CONV:
+    if name == "transposed":  # npae's autoencoders.transposed
+        x = inp = keras.Input((28, 28, 1))
+        x = layers.GaussianNoise(0.2)(x)
+        for f in (32, 64):
+            x = layers.Conv2D(f, 3, strides=2, padding="same", use_bias=False)(x)
+            x = layers.ReLU()(layers.BatchNormalization()(x))
+        for f in (64, 32):
+            x = layers.Conv2DTranspose(f, 3, strides=2, padding="same", use_bias=False)(x)
+            x = layers.ReLU()(layers.BatchNormalization()(x))
+        out = layers.Conv2D(1, 3, activation="sigmoid", padding="same")(x)
+    elif name in CONV:
         x = inp = keras.Input((28, 28, 1))
         enc, dec = ((16, 8, 8), (8, 8, 16)) if name == "convolutional" else ((32, 32), (32, 32))
         for f in enc:
@@ -66,7 +77,9 @@ def build(name):
             x = layers.Dense(u, activation="relu", activity_regularizer=reg)(x)
         out = layers.Dense(784, activation="sigmoid")(x)
     model = keras.Model(inp, out)
-    if name in ("deep",) + CONV:
+    if name == "transposed":
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3, epsilon=1e-7), loss="binary_crossentropy")
+    elif name in ("deep",) + CONV:
         model.compile(optimizer=keras.optimizers.Adadelta(learning_rate=1.0, rho=0.95, epsilon=1e-7),
                       loss="binary_crossentropy")
     else:
@@ -80,7 +93,7 @@ def setup(name, n, threads):
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    x = np.random.default_rng(0).random((n, 28, 28, 1) if name in CONV else (n, 784), dtype=np.float32)
+    x = np.random.default_rng(0).random((n, 28, 28, 1) if name in IMAGES else (n, 784), dtype=np.float32)
     return tf, x, build(name)
 
 

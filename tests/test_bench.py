@@ -33,11 +33,18 @@ def test_quick_benchmark_runs_and_writes_results(tmp_path):
     assert "| vanilla |" in (tmp_path / "results.md").read_text()
 
 
-def test_baseline_engine_runs_another_checkout(tmp_path):
+def test_baseline_engine_runs_another_checkout(tmp_path, monkeypatch):
     import os
+    import shutil
 
+    # a checkout elsewhere, measured from inside this one: its worker must import the checkout's
+    # npae, not the one in the working directory (which `python -c` puts first on sys.path)
+    here = os.path.dirname(os.path.dirname(bench.__file__))
+    checkout = tmp_path / "checkout"
+    shutil.copytree(os.path.join(here, "npae"), checkout / "npae", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.chdir(here)
     res = bench.run_benchmark(["vanilla"], quick=True, out_dir=str(tmp_path), peers=False, print_fn=lambda *a: None,
-                              baseline=os.path.dirname(os.path.dirname(bench.__file__)))
+                              baseline=os.path.relpath(checkout))  # (relative to the working directory)
     row = res["models"]["vanilla"]
     assert row["train"]["baseline"] > 0 and row["train_ratio_vs_baseline"] > 0
     assert "vs baseline" in (tmp_path / "results.md").read_text()

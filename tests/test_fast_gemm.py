@@ -36,6 +36,73 @@ def test_openblas_found_exactly_where_numpy_uses_it():
         assert found.gemm(np.dtype(np.float32)) is found.sgemm and found.gemm(np.dtype(np.float64)) is found.dgemm
 
 
+# ---------------------------------------------------------------------------- matmul
+
+# (m, k, n): split by rows, by columns (each has at least SPLIT_FLOPS multiply-adds), and not split
+MATMUL_SHAPES = [(512, 256, 96), (96, 256, 512), (256, 784, 32), (32, 256, 784), (300, 40, 30), (5, 3, 7), (1, 1, 1),
+                 (65, 2, 65)]
+
+
+@pytest.mark.parametrize("m, k, n", MATMUL_SHAPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_matmul_is_numpys_product_for_every_split(m, k, n, dtype, trans_a, trans_b, accumulate):
+    rng = np.random.default_rng(m * n + k)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    a, b = (a.T if trans_a else a), (b.T if trans_b else b)
+    start = rng.standard_normal((m, n)).astype(dtype)
+    out = start.copy()
+    got = blas.matmul(a, b, out, accumulate=accumulate)
+    want = (start if accumulate else 0) + a.astype(np.float64) @ b.astype(np.float64)
+    assert got is out
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.sqrt(k))
+
+
+def test_matmul_splits_the_longer_side_of_products_big_enough_to_share():
+    assert blas.split(8, 8, 8, threads=2) == (1, True)  # 512 multiply-adds: one call
+    assert blas.split(1024, 32, 784, threads=2) == (2, True)  # by rows of C
+    assert blas.split(32, 1024, 784, threads=2) == (2, False)  # by columns
+    assert blas.split(40, 40, 8192, threads=2) == (1, True)  # 40 rows: fewer than 2 x ROWS_PER_THREAD
+    assert blas.split(4096, 64, 64, threads=8) == (8, True)
+    for m, k, n in MATMUL_SHAPES[:4]:  # the shapes above do test the split kernel
+        assert blas.split(m, n, k, threads=2)[0] == 2
+
+
+def test_matmul_of_arrays_it_cannot_hand_to_openblas_is_numpys():
+    a = np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2]  # neither C- nor F-contiguous
+    b = np.ones((3, 2), np.float32)
+    out = np.zeros((4, 2), np.float32)
+    np.testing.assert_array_equal(blas.matmul(a, b, out), a @ b)
+    ints = np.ones((4, 3), np.int64)
+    np.testing.assert_array_equal(blas.matmul(ints, ints.T, np.zeros((4, 4), np.int64)), ints @ ints.T)
+    for dtype in (np.float16, np.longdouble):  # floats OpenBLAS has no GEMM for
+        half = np.arange(64, dtype=dtype).reshape(8, 8) / 8
+        np.testing.assert_array_equal(blas.matmul(half, half, np.zeros((8, 8), dtype)), half @ half)
+
+
+@needs_openblas
+def test_matmul_gives_openblas_its_thread_count_back():
+    openblas = blas.find()
+    before = openblas.threads()
+    a = np.ones((512, 512), np.float32)
+    try:
+        for threads in (2, 1, 3):
+            openblas.set_threads(threads)
+            blas.matmul(a, a, np.empty_like(a))
+            assert openblas.threads() == threads
+            with openblas.single_threaded():
+                assert openblas.threads() == 1
+                with openblas.single_threaded():  # nested: still one, and the outer block restores
+                    blas.matmul(a, a, np.empty_like(a))
+                assert openblas.threads() == 1
+            assert openblas.threads() == threads
+    finally:
+        openblas.set_threads(before)
+
+
 # ---------------------------------------------------------------------------- dense_stack
 
 # the tutorial's Dense stacks (784 -> ... -> 784, relu then a sigmoid output) and a small one with a

@@ -4,18 +4,29 @@ batches take turns, see :data:`npae.fast.runtime.KERNEL_LOCK`)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
 
 from ..layers import Layer
 from ..losses import Loss
-from . import elementwise
+from . import blas, elementwise
 from .memory import Workspace
 from .planner import Plan, plan
 from .runtime import KERNEL_LOCK
 
 __all__ = ["FastPath"]
+
+
+def _one_openblas_thread():
+    """The fast path's GEMMs run on Numba's threads (npae.fast.blas.matmul), each calling OpenBLAS
+    single-threaded: OpenBLAS's own pool is never woken, so its idle threads never spin on the
+    cores the kernels need (whatever the process set OPENBLAS_THREAD_TIMEOUT to, or imported
+    first), and the thread count, which changes GEMM's rounding, is always the same. The caller's
+    setting comes back after the call."""
+    openblas = blas.find()
+    return openblas.single_threaded() if openblas is not None else contextlib.nullcontext()
 
 
 class FastPath:
@@ -28,15 +39,20 @@ class FastPath:
         self._local = threading.local()
         self._lock = threading.Lock()
 
+    @property
+    def dtype(self) -> np.dtype:
+        return next((layer.dtype for layer in self.layers if layer.params), np.dtype(np.float32))
+
     def plan(self, mode: str) -> Plan:
-        """The plan for "train", "evaluate" or "predict" (built on first use)."""
-        found = self._plans.get(mode)
+        """The plan for "train", "evaluate" or "predict" (built on first use, and again when a
+        layer is frozen or unfrozen: the backward pass stops below the lowest trainable layer)."""
+        key = (mode, tuple(layer.trainable for layer in self.layers))
+        found = self._plans.get(key)
         if found is None:
             with self._lock:
-                found = self._plans.get(mode)
+                found = self._plans.get(key)
                 if found is None:
-                    dtype = next((layer.dtype for layer in self.layers if layer.params), np.float32)
-                    found = self._plans[mode] = plan(self.layers, self.loss, self.logits, mode, dtype)
+                    found = self._plans[key] = plan(self.layers, self.loss, self.logits, mode, self.dtype)
         return found
 
     def workspace(self, mode: str) -> Workspace:
@@ -47,17 +63,17 @@ class FastPath:
             ws = spaces[mode] = Workspace()
         return ws
 
-    def gradients(self, x: np.ndarray, y: np.ndarray, grads: dict, timer=None) -> float:
-        with KERNEL_LOCK:
-            return self.plan("train").gradients(x, y, self.workspace("train"), grads, timer)
+    def gradients(self, x: np.ndarray, y: np.ndarray, grads: dict, timer=None, output=None) -> float:
+        with KERNEL_LOCK, _one_openblas_thread():
+            return self.plan("train").gradients(x, y, self.workspace("train"), grads, timer, output)
 
-    def loss_value(self, x: np.ndarray, y: np.ndarray, training: bool = False) -> float:
+    def loss_value(self, x: np.ndarray, y: np.ndarray, training: bool = False, output=None) -> float:
         mode = "train" if training else "evaluate"
-        with KERNEL_LOCK:
-            return self.plan(mode).loss_value(x, y, self.workspace(mode))
+        with KERNEL_LOCK, _one_openblas_thread():
+            return self.plan(mode).loss_value(x, y, self.workspace(mode), output)
 
     def predict(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        with KERNEL_LOCK:
+        with KERNEL_LOCK, _one_openblas_thread():
             return self.plan("predict").predict(x, self.workspace("predict"), out)
 
     def step(self, optimizer, params: dict, grads: dict) -> None:

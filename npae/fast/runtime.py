@@ -1,8 +1,10 @@
 """Numba for the fast path: the threading layer, and the decorators the kernels share.
 
-Two pools share the cores: OpenBLAS's (NumPy's GEMMs) and Numba's (the kernels). Numba's layer is
-chosen here, before the first parallel kernel runs: the TBB layer (the ``tbb`` package, a
-dependency where it has wheels) scales best and is safe across ``fork``; OpenMP is never chosen
+The fast path runs on Numba's thread pool only (its GEMMs too: :func:`npae.fast.blas.matmul`
+calls OpenBLAS single-threaded from Numba's threads, so OpenBLAS's own pool never competes for the
+cores, whatever the user's script imported first). Numba's threading layer is chosen here, before
+the first parallel kernel runs: the TBB layer (the ``tbb`` package, a dependency where it has
+wheels) scales best and is safe across ``fork``; OpenMP is never chosen
 (GNU OpenMP kills a forked child that runs a parallel kernel, and ``multiprocessing`` forks by
 default on Linux). Without TBB npae uses workqueue. A user's NUMBA_THREADING_LAYER always wins.
 The measurements behind these choices: docs/performance.md.
@@ -92,14 +94,19 @@ if _FunctionCache is not None:
                 self._trouble(err)
 
 
+CACHING = _FunctionCache is not None  # whether compiled kernels are kept on disk (False: recompiled every run)
+
+
 def _cached(dispatcher):
     """Give a dispatcher the forgiving on-disk cache; where no folder can hold one (a read-only
     install and no writable home), run it uncached, saying so once."""
+    global CACHING
     if _FunctionCache is None:
         return dispatcher
     try:
         dispatcher._cache = _ForgivingCache(dispatcher.py_func)  # what Dispatcher.enable_caching does
     except RuntimeError as err:  # "cannot cache function ...: no locator available"
+        CACHING = False
         _warn_once("cache-none", f"npae: no folder can hold Numba's cache of compiled kernels ({err}): neither the "
                                  f"package folder {os.path.dirname(__file__)} nor the user cache is writable, so "
                                  "every run compiles them again. Fix: set NUMBA_CACHE_DIR to a writable folder")
