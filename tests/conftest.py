@@ -4,12 +4,17 @@ the MNIST test set (11 MB, once). Nothing else is needed: the data sets the CLI 
 read are written from those 10,000 real digits."""
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from npae import datasets
+
+# The tests compile the fast path's kernels in the foreground, so that each test runs the path it
+# names (a test of the background compile sets this back itself, in a process of its own).
+os.environ["NPAE_BACKGROUND_COMPILE"] = "0"
 
 TRAIN = 8000  # the first TRAIN test digits stand in for a training split, the rest for a test split
 

@@ -6,11 +6,15 @@ computed, and the fast path reads them (their configuration and weights) to deci
 
     policy.py     pure functions: which convolution algorithm, which fusions apply
     planner.py    layers + loss + mode -> a Plan of typed steps (steps.py), by rewrite rules
-    memory.py     the buffers a plan runs in, one workspace per plan and thread
+    memory.py     the buffers a plan runs in, one workspace per mode (train, evaluate, predict)
+                  and thread
     path.py       FastPath: what a Model calls (plans, workspaces)
+    warm.py       the first run on a machine: start on the reference path while a background
+                  process (npae.warmup) compiles the kernels; WarmingPath, ForegroundPath
     the kernels, one operation per module, each tested against its reference operation:
     elementwise.py (bias + activation, losses, optimizer updates), im2col.py, conv_direct.py,
     conv_im2col.py, conv_gemm.py, winograd.py, phases.py, pool.py, upsample.py, dense_stack.py,
+    batchnorm.py,
     blas.py (OpenBLAS called from Numba), runtime.py (Numba's settings)
 """
 
