@@ -44,4 +44,7 @@ for i in range(n):
     ax = plt.subplot(2, n, i + 1 + n)
     plt.imshow(decoded_imgs[i].reshape(28, 28), cmap="gray")
     ax.axis("off")
-plt.savefig(f"{args.out}/convolutional_autoencoder.png")
+plt.suptitle(f"Convolutional autoencoder: test images (top) and their reconstructions (bottom)\n"
+             f"({args.dataset}, {args.epochs} epochs)")
+plt.tight_layout()
+plt.savefig(f"{args.out}/convolutional_autoencoder.png", bbox_inches="tight")

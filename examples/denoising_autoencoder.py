@@ -43,4 +43,7 @@ for row, images in enumerate([x_test, x_test_noisy, denoised]):
         ax = plt.subplot(3, n, row * n + i + 1)
         plt.imshow(images[i].reshape(28, 28), cmap="gray")
         ax.axis("off")
-plt.savefig(f"{args.out}/denoising_autoencoder.png")
+plt.suptitle(f"Denoising autoencoder: clean test images, the noisy inputs, the denoised outputs\n"
+             f"({args.dataset}, {args.epochs} epochs)")
+plt.tight_layout()
+plt.savefig(f"{args.out}/denoising_autoencoder.png", bbox_inches="tight")

@@ -40,4 +40,7 @@ for i in range(n):
     plt.gray()
     ax.get_xaxis().set_visible(False)
     ax.get_yaxis().set_visible(False)
-plt.savefig(f"{args.out}/simple_autoencoder.png")
+plt.suptitle(f"Simple autoencoder (32-d code): test images (top) and their reconstructions (bottom)\n"
+             f"({args.dataset}, {args.epochs} epochs)")
+plt.tight_layout()
+plt.savefig(f"{args.out}/simple_autoencoder.png", bbox_inches="tight")

@@ -1,4 +1,5 @@
-"""The six autoencoders of the Keras tutorial "Building Autoencoders in Keras".
+"""The six autoencoders of the Keras tutorial "Building Autoencoders in Keras", and one in the form
+today's convolutional autoencoders take (``transposed``).
 
 Each builder returns ``(autoencoder, encoder, decoder)``: three models sharing the same layers (so
 training the autoencoder trains the other two), the autoencoder compiled with the tutorial's
@@ -13,11 +14,22 @@ bypassed. ``deep`` builds the symmetric model the text describes:
 from __future__ import annotations
 
 from . import regularizers
-from .layers import Conv2D, Dense, Input, MaxPooling2D, UpSampling2D
+from .layers import (
+    BatchNormalization,
+    Conv2D,
+    Conv2DTranspose,
+    Dense,
+    GaussianNoise,
+    Input,
+    MaxPooling2D,
+    ReLU,
+    UpSampling2D,
+)
 from .models import Model
 from .random import seeded
 
-__all__ = ["vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "BUILDERS", "DEFAULTS"]
+__all__ = ["vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "transposed", "BUILDERS",
+           "DEFAULTS"]
 
 # The tutorial's training settings per model (used by the CLI as defaults).
 DEFAULTS = {
@@ -27,6 +39,7 @@ DEFAULTS = {
     "convolutional": {"epochs": 50, "batch_size": 128, "optimizer": "adadelta", "loss": "binary_crossentropy"},
     "sparse": {"epochs": 100, "batch_size": 256, "optimizer": "adam", "loss": "mse"},
     "denoising": {"epochs": 100, "batch_size": 128, "optimizer": "adadelta", "loss": "binary_crossentropy"},
+    "transposed": {"epochs": 20, "batch_size": 128, "optimizer": "adam", "loss": "binary_crossentropy"},
 }
 
 
@@ -50,7 +63,7 @@ def _three_models(name, x, code, out, n_encoder_layers, optimizer, loss):
     remaining layers (the same objects: weights are shared) to a new code Input."""
     autoencoder = Model(x, out, name=name)
     encoder = Model(x, code, name=f"{name}_encoder")
-    code_in = Input(shape=code.shape, name=f"{name}_code")
+    code_in = Input(shape=code.shape[1:], name=f"{name}_code")
     t = code_in
     for layer in autoencoder.layers[1 + n_encoder_layers:]:
         t = layer(t)
@@ -117,5 +130,26 @@ def denoising(filters: int = 32, input_shape=(28, 28, 1), optimizer="adadelta", 
     return _conv_stack("denoising", [filters, filters], [filters, filters], -1, input_shape, optimizer, loss, seed)
 
 
+def transposed(filters=(32, 64), noise: float = 0.2, input_shape=(28, 28, 1), optimizer="adam",
+               loss="binary_crossentropy", seed: int | None = None):
+    """A denoising autoencoder as they are written today: GaussianNoise(noise) on the input (in
+    training only: the model is trained on clean images, ``fit(x, x)``), then per encoder filter
+    count a strided 3x3 Conv2D (stride 2, 'same', no bias) + BatchNormalization + ReLU (28 -> 14 ->
+    7: the code is (7, 7, 64)), then per decoder filter count a strided Conv2DTranspose (stride 2,
+    'same', no bias) + BatchNormalization + ReLU (7 -> 14 -> 28), and a 3x3 sigmoid Conv2D."""
+    with seeded(seed):
+        x = Input(shape=input_shape, name="transposed_input")
+        h = GaussianNoise(noise)(x) if noise else x
+        for f in filters:
+            h = Conv2D(f, (3, 3), strides=2, padding="same", use_bias=False)(h)
+            h = ReLU()(BatchNormalization()(h))
+        code = h
+        for f in filters[::-1]:
+            h = Conv2DTranspose(f, (3, 3), strides=2, padding="same", use_bias=False)(h)
+            h = ReLU()(BatchNormalization()(h))
+        out = Conv2D(input_shape[-1], (3, 3), activation="sigmoid", padding="same")(h)
+    return _three_models("transposed", x, code, out, (1 if noise else 0) + 3 * len(filters), optimizer, loss)
+
+
 BUILDERS = {"vanilla": vanilla, "multilayer": multilayer, "deep": deep, "convolutional": convolutional,
-            "sparse": sparse, "denoising": denoising}
+            "sparse": sparse, "denoising": denoising, "transposed": transposed}

@@ -1,11 +1,18 @@
 """Callbacks with Keras's names: hooks that ``fit`` calls around epochs and batches.
 
-Order of calls: on_train_begin, then per epoch on_epoch_begin, per batch on_batch_end(step, logs),
-on_epoch_end(epoch, logs) with ``loss`` and ``val_loss``, and finally on_train_end.
+Order of calls: on_train_begin, then per epoch on_epoch_begin, per batch on_train_batch_begin(step)
+and on_train_batch_end(step, logs) (which calls the older on_batch_end unless overridden), then
+on_epoch_end(epoch, logs) with ``loss``, each compiled metric and, with validation data, their
+``val_`` twins; finally on_train_end. A callback may set ``model.stop_training`` or change a
+layer's ``trainable`` (it takes effect at the next batch).
+
+    History, ProgbarLogger (verbose 1 and 2), TerminateOnNaN, EarlyStopping, ModelCheckpoint,
+    CSVLogger, TensorBoard (per-epoch scalars)
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import math
 import os
@@ -18,7 +25,7 @@ import numpy as np
 
 from .checks import pop_keras_only
 
-__all__ = ["Callback", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
+__all__ = ["verbosity", "Callback", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
            "TerminateOnNaN", "TensorBoard", "CallbackList"]
 
 
@@ -66,18 +73,33 @@ class History(Callback):
             self.history.setdefault(k, []).append(float(v))
 
 
+def verbosity(verbose, where: str) -> int:
+    """Keras's ``verbose``: "auto" (1), 0 (silent), 1 (a progress bar) or 2 (one line per epoch);
+    True and False are 1 and 0, as in Keras."""
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1
+    if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+        raise ValueError(f"{where}: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
 class ProgbarLogger(Callback):
     """Keras-like progress: ``12/235 [=>....] - ETA: 3s - loss: 0.1234`` redrawn in place on a
-    terminal (verbose=1), or one summary line per epoch (verbose=2, or output not a terminal)."""
+    terminal (verbose=1), or one summary line per epoch (verbose=2, or output not a terminal).
+    ``epochs=None``: one pass without an "Epoch i/n" line (evaluate, predict)."""
 
-    def __init__(self, verbose: int = 1, epochs: int = 1, steps: int = 1, stream=None):
+    def __init__(self, verbose: int = 1, epochs: int | None = 1, steps: int = 1, stream=None):
         self.verbose, self.epochs, self.steps = verbose, epochs, steps
         self.stream = stream or sys.stdout
         self.live = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = self._last_draw = time.perf_counter()
-        if self.verbose:
+        self._recent = collections.deque([(0, self._start)], maxlen=20)  # (batches done, time): the ETA's window
+        self._after_first = None
+        if self.verbose and self.epochs is not None:
             self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
 
     def _bar(self, done: int) -> str:
@@ -88,20 +110,35 @@ class ProgbarLogger(Callback):
 
     def on_batch_end(self, batch, logs=None):
         now = time.perf_counter()
-        if not self.live or (now - self._last_draw < 0.1 and batch + 1 < self.steps):
+        if batch == 0:
+            self._after_first = now
+        if not self.live:
+            return
+        self._recent.append((batch + 1, now))
+        if now - self._last_draw < 0.1 and batch + 1 < self.steps:
             return
         self._last_draw = now
-        eta = (now - self._start) / (batch + 1) * (self.steps - batch - 1)
-        self.stream.write(f"\r{self._bar(batch + 1)} - ETA: {eta:.0f}s - loss: {logs['loss']:.4f}")
+        # the pace of the last 20 batches: the first batches of a run are slower (kernels loading
+        # or compiling, or the reference path while the fast path compiles) and should not
+        # inflate the ETA
+        (done0, t0), (done1, t1) = self._recent[0], self._recent[-1]
+        eta = (t1 - t0) / max(done1 - done0, 1) * (self.steps - batch - 1)
+        shown = "".join(f" - {k}: {v:.4f}" for k, v in (logs or {}).items())
+        self.stream.write(f"\r{self._bar(batch + 1)} - ETA: {eta:.0f}s{shown}")
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
         if not self.verbose:
             return
-        took = time.perf_counter() - self._start
-        metrics = " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items())
+        now = time.perf_counter()
+        took = now - self._start
+        # per step: the batches after the first (which may have waited for the compiler), where
+        # there are such batches (the epoch's total time includes the first)
+        after = getattr(self, "_after_first", None)
+        per_step = (now - after) / (self.steps - 1) if self.steps > 1 and after is not None else took / self.steps
+        metrics = "".join(f" - {k}: {v:.4f}" for k, v in (logs or {}).items())
         prefix = ("\r" + self._bar(self.steps) + " - ") if self.live else f"{self.steps}/{self.steps} - "
-        self.stream.write(f"{prefix}{took:.0f}s {1000 * took / self.steps:.0f}ms/step - {metrics}\n")
+        self.stream.write(f"{prefix}{took:.0f}s {1000 * per_step:.0f}ms/step{metrics}\n")
         self.stream.flush()
 
 
@@ -250,15 +287,40 @@ class CSVLogger(Callback):
             self._file = None
 
 
+def _same(value, default) -> bool:
+    """Whether an argument is at its default (None compared by identity; arrays never are)."""
+    if default is None:
+        return value is None
+    try:
+        return type(value) is type(default) and bool(value == default)
+    except (TypeError, ValueError):
+        return False
+
+
 class TensorBoard(Callback):
     """Per-epoch scalars (loss, val_loss) for TensorBoard, under ``log_dir/train`` and
     ``log_dir/validation`` like Keras. Writes real event files with the optional ``tensorboardX``
     package (``pip install npae[tensorboard]``); without it, warns once and writes the same scalars
-    to ``log_dir/scalars.csv`` so the tutorial's programs still run on a bare install."""
+    to ``log_dir/scalars.csv`` so the tutorial's programs still run on a bare install.
+
+    Keras's arguments, in its order. What they ask for beyond the per-epoch scalars (histograms,
+    images, embeddings, profiles, per-batch updates) is not written, and a value other than
+    Keras's default says so in a warning (the run goes on: they only change what is logged);
+    ``write_graph`` is accepted either way, and no graph is written (npae has no graph to show)."""
 
     _warned = False
 
-    def __init__(self, log_dir: str = "logs", **_ignored):
+    def __init__(self, log_dir: str = "logs", histogram_freq: int = 0, write_graph: bool = True,
+                 write_images: bool = False, write_steps_per_second: bool = False, update_freq="epoch",
+                 profile_batch=0, embeddings_freq: int = 0, embeddings_metadata=None):
+        asked = {"histogram_freq": (histogram_freq, 0), "write_images": (write_images, False),
+                 "write_steps_per_second": (write_steps_per_second, False), "update_freq": (update_freq, "epoch"),
+                 "profile_batch": (profile_batch, 0), "embeddings_freq": (embeddings_freq, 0),
+                 "embeddings_metadata": (embeddings_metadata, None)}
+        for name, (value, default) in asked.items():
+            if not _same(value, default):
+                warnings.warn(f"TensorBoard: {name}={value!r} is not supported by npae: it writes per-epoch "
+                              "scalars only", stacklevel=2)
         self.log_dir = os.fspath(log_dir)
 
     def on_train_begin(self, logs=None):

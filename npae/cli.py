@@ -23,7 +23,7 @@ from .callbacks import Callback
 
 __all__ = ["main", "build_parser", "MODELS"]
 
-MODELS = ("vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising")
+MODELS = ("vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "transposed")
 DATASETS = ("mnist", "fashion-mnist")
 RUN_FILES = ("model.npz", "checkpoint.npz", "progress.json", "history.csv", "summary.json")
 NOISE = 0.5  # the denoising tutorial's noise factor: x + 0.5 N(0, 1), clipped to [0, 1]
@@ -38,7 +38,14 @@ exit codes: 0 done, 1 a failed check (npae gradcheck), 2 bad arguments or input,
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults in every help line, and the epilog as written."""
+    """Defaults in every help line (where the help does not say it already), and the epilog as
+    written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None or "default:" in text or action.default is argparse.SUPPRESS:
+            return text  # a default of None is described in words ("default: the tutorial's ...")
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,24 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"npae {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train one of the six autoencoders; write the model, its history and figures",
-                       description="Train one of the six autoencoders with the tutorial's settings and write "
-                       "model.npz, history.csv, summary.json and the figures (loss, reconstructions, codes, "
-                       "filters) into OUT. After every epoch OUT/checkpoint.npz holds everything needed to "
-                       "continue (--resume) with the same result as an unbroken run.",
+    t = sub.add_parser("train", help="train one of the seven autoencoders; write the model, its history and figures",
+                       description="Train one of the seven autoencoders (the tutorial's six, and transposed) "
+                       "with their settings and write model.npz, history.csv, summary.json and the figures "
+                       "(loss, reconstructions, codes, filters) into OUT. After every epoch OUT/checkpoint.npz "
+                       "holds everything needed to continue (--resume) with the same result as an unbroken run.",
                        epilog=ENVIRONMENT, formatter_class=_Formatter)
     t.add_argument("model", choices=MODELS)
     t.add_argument("--dataset", choices=DATASETS, default="mnist",
                    help="the images to train on (found or downloaded as described below)")
     t.add_argument("--epochs", type=_non_negative, help="passes over the training set (default: the tutorial's: "
-                   "50 for vanilla, multilayer, convolutional; 100 for deep, sparse, denoising)")
+                   "50 for vanilla, multilayer, convolutional; 100 for deep, sparse, denoising; 20 for transposed)")
     t.add_argument("--batch-size", type=_positive, help="samples per step (default: the tutorial's: 256 for the "
-                   "dense models, 128 for the convolutional ones)")
+                   "dense models, 128 for the convolutional ones and transposed)")
     t.add_argument("--optimizer", choices=("adam", "adadelta", "rmsprop", "sgd"), help="default: the tutorial's "
-                   "(adam for vanilla, multilayer, sparse; adadelta for the others)")
+                   "(adam for vanilla, multilayer, sparse, transposed; adadelta for the others)")
     t.add_argument("--loss", choices=("mse", "mae", "binary_crossentropy", "binary_crossentropy_clipped"),
                    help="default: the tutorial's (mse, or binary_crossentropy for deep, convolutional, "
-                   "denoising). binary_crossentropy on a sigmoid output is computed from the logits, as "
+                   "denoising, transposed). binary_crossentropy on a sigmoid output is computed from the logits, as "
                    "TensorFlow does; binary_crossentropy_clipped clips the probabilities instead")
     t.add_argument("--seed", type=_non_negative, default=0,
                    help="seeds the initial weights, the shuffling and the denoiser's noise: the same seed "
@@ -283,7 +290,7 @@ def _write_outputs(args, ae, encoder, out, x_test, y_test, inputs_test, history,
     try:
         ae.save(os.path.join(out, "model.npz"), metadata=metadata)
         n = min(10, len(x_test))
-        rows, labels = [x_test[:n], ae.predict(inputs_test[:n])], ["original", "reconstructed"]
+        rows, labels = [x_test[:n], ae.predict(inputs_test[:n], verbose=0)], ["original", "reconstructed"]
         if args.model == "denoising":
             rows, labels = [x_test[:n], inputs_test[:n], rows[1]], ["clean", "noisy", "denoised"]
         title = f"{args.model} autoencoder on {args.dataset} test images"
@@ -292,11 +299,12 @@ def _write_outputs(args, ae, encoder, out, x_test, y_test, inputs_test, history,
             plots.plot_history(history, os.path.join(out, "loss.png"),
                                title=f"{args.model} on {args.dataset}: loss per epoch ({ae.loss.name})")
         n_codes = min(len(x_test), 2000)
-        plots.plot_codes(encoder.predict(inputs_test[:n_codes], batch_size=256), y_test[:n_codes],
+        plots.plot_codes(encoder.predict(inputs_test[:n_codes], batch_size=256, verbose=0), y_test[:n_codes],
                          os.path.join(out, "codes.png"), title=f"{args.model}: codes of {n_codes} test images",
                          class_names=DATA[args.dataset]["classes"])
-        plots.plot_filters(ae.layers[1].get_weights()[0], os.path.join(out, "filters.png"),
-                           title=f"{args.model}: first-layer weights ({ae.layers[1].name})")
+        first = next(layer for layer in ae.layers if "kernel" in layer.params)  # (a noise layer comes first)
+        plots.plot_filters(first.params["kernel"], os.path.join(out, "filters.png"),
+                           title=f"{args.model}: first-layer weights ({first.name})")
         summary = {"model": args.model, "dataset": args.dataset,
                    "settings": {**metadata["settings"], "train_samples": n_train}, "parameters": ae.count_params(),
                    "epochs_run": len(history.get("loss", [])), "final": {k: v[-1] for k, v in history.items() if v},
@@ -453,17 +461,17 @@ def cmd_predict(args) -> int:
     n = min(10, len(x_test))
     if isinstance(noise, (int, float)) and not isinstance(noise, bool):
         noisy = _noisy(x_test, seed=1, factor=float(noise))
-        rows, labels = [x_test[:n], noisy[:n], model.predict(noisy[:n])], ["clean", "noisy", "denoised"]
+        rows, labels = [x_test[:n], noisy[:n], model.predict(noisy[:n], verbose=0)], ["clean", "noisy", "denoised"]
         inputs = noisy
     else:
-        rows, labels = [x_test[:n], model.predict(x_test[:n])], ["original", "reconstructed"]
+        rows, labels = [x_test[:n], model.predict(x_test[:n], verbose=0)], ["original", "reconstructed"]
         inputs = x_test
     try:
         path = plots.plot_reconstructions(rows, labels, os.path.join(out, "reconstructions.png"),
                                           title=f"{os.path.basename(args.model_file)} on {dataset} test images")
     except OSError as err:
         raise UsageError(str(err)) from None
-    loss = model.evaluate(inputs, x_test, batch_size=256) if model.loss else None
+    loss = model.evaluate(inputs, x_test, batch_size=256, verbose=0, return_dict=True)["loss"] if model.loss else None
     print(f"wrote {path}" + (f"; test loss {loss:.4f} ({model.loss.name}, {len(x_test)} {dataset} test images)"
                              if loss is not None else ""))
     return 0

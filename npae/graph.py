@@ -11,16 +11,31 @@ __all__ = ["SymbolicTensor", "trace_chain"]
 
 
 class SymbolicTensor:
-    """A placeholder for a batch of shape (None, *shape): no data, just where it came from."""
+    """A placeholder for a batch of shape (None, *sample_shape): no data, just where it came from.
+    As Keras's symbolic tensors, ``shape`` includes the batch axis, as None."""
 
-    def __init__(self, shape, layer=None, parent: SymbolicTensor | None = None):
-        self.shape = tuple(int(d) for d in shape)
+    def __init__(self, sample_shape, layer=None, parent: SymbolicTensor | None = None):
+        self.sample_shape = tuple(int(d) for d in sample_shape)  # without the batch axis
         self.layer = layer  # the layer that produced this tensor (an InputLayer for an Input)
         self.parent = parent  # the tensor that layer was applied to (None for an Input)
 
+    @property
+    def shape(self) -> tuple:
+        """(None, *sample_shape), as Keras's ``KerasTensor.shape``."""
+        return (None, *self.sample_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.sample_shape)
+
+    @property
+    def dtype(self) -> str:
+        """The name of the dtype of the layer that produced it (Keras gives a name too)."""
+        return str(getattr(self.layer, "dtype", "float32"))
+
     def __repr__(self) -> str:
         name = getattr(self.layer, "name", None)
-        return f"<SymbolicTensor shape=(None, {', '.join(map(str, self.shape))}) from {name!r}>"
+        return f"<SymbolicTensor shape={self.shape} from {name!r}>"
 
 
 def trace_chain(inputs, outputs) -> list:

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import callbacks as cbks
 from . import losses, optimizers
+from . import metrics as npae_metrics
 from . import random as npae_random
 from .checks import non_negative_int, pop_keras_only, positive_int
 from .graph import SymbolicTensor, trace_chain
@@ -43,13 +44,17 @@ class Model:
     """
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None, *, input=None, output=None,  # noqa: A002
-                 **kwargs):
-        pop_keras_only("Model", kwargs, {"trainable": True}, strict=True)
+                 trainable: bool = True, **kwargs):
+        pop_keras_only("Model", kwargs, {}, strict=True)
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise TypeError(f"Model: trainable must be True or False, got {trainable!r}")
+        self._frozen = not trainable  # Keras's Model(trainable=False): every layer frozen
         inputs = inputs if inputs is not None else input
         outputs = outputs if outputs is not None else output
         self.name = name or unique_name("Functional")
         self.optimizer: optimizers.Optimizer | None = None
         self.loss: losses.Loss | None = None
+        self._metric_ids: list = []
         self.stop_training = False
         self.history = None
         self._jit_compile: bool | str = "auto"
@@ -63,6 +68,8 @@ class Model:
         chain = trace_chain(inputs, outputs)
         self._input_layer, self._chain = chain[0], chain[1:]
         self._check_names()
+        if self._frozen:
+            self.trainable = False
 
     # -- structure -----------------------------------------------------------------------------
     @property
@@ -131,6 +138,24 @@ class Model:
         return [w for layer in self._unique_layers() for w in layer.weights]
 
     @property
+    def trainable(self) -> bool:
+        """Whether any layer of the model is trainable. Setting it sets every layer's ``trainable``
+        (Keras's ``encoder.trainable = False`` freezes an encoder that shares its layers with an
+        autoencoder: the autoencoder's next batches leave them alone)."""
+        return any(layer.trainable for layer in self._unique_layers())
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{self.name}: trainable must be True or False, got {value!r}")
+        self._frozen = not value  # (layers a Sequential adds later follow it, as in Keras)
+        for layer in self._unique_layers():
+            layer.trainable = bool(value)
+
+    def _trainable_flags(self) -> tuple[bool, ...]:
+        return tuple(layer.trainable for layer in self._unique_layers())
+
+    @property
     def trainable_weights(self) -> list[np.ndarray]:
         """The weights fit updates, layer by layer."""
         return [w for layer in self._unique_layers() for w in layer.trainable_weights]
@@ -172,27 +197,66 @@ class Model:
         return self
 
     # -- compile -------------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, jit_compile="auto", **kwargs) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None,
+                run_eagerly: bool = False, steps_per_execution: int = 1, jit_compile="auto",
+                auto_scale_loss: bool = True) -> None:
         """Choose the optimizer ('rmsprop' | 'adam' | 'adadelta' | 'sgd' | an instance), the loss
         ('mse' | 'mae' | 'binary_crossentropy' | 'binary_crossentropy_clipped' | an instance) and
         the path: ``jit_compile=False`` runs every batch on the NumPy reference path
         (:mod:`npae.reference`), ``"auto"`` (Keras's default) or True on the compiled fast path
-        (:mod:`npae.fast`). Both give the same numbers."""
-        run_eagerly = kwargs.pop("run_eagerly", False)
-        pop_keras_only("compile", kwargs, {"loss_weights": None, "weighted_metrics": None, "steps_per_execution": 1,
-                                           "auto_scale_loss": True}, strict=True)
+        (:mod:`npae.fast`). Both give the same numbers. The arguments are Keras's, in its order;
+        ``run_eagerly=True`` means the reference path; ``loss_weights``, ``weighted_metrics``,
+        ``steps_per_execution`` and ``auto_scale_loss`` are accepted only at their defaults."""
+        pop_keras_only("compile", {"loss_weights": loss_weights, "weighted_metrics": weighted_metrics,
+                                   "steps_per_execution": steps_per_execution, "auto_scale_loss": auto_scale_loss},
+                       {"loss_weights": None, "weighted_metrics": None, "steps_per_execution": 1,
+                        "auto_scale_loss": True})
         if run_eagerly:  # Keras's "run step by step, without compiling": npae's reference path
             jit_compile = False
         if loss is None:
             raise ValueError("compile: give a loss, e.g. loss='binary_crossentropy'")
-        if metrics:
-            raise NotImplementedError(f"compile: metrics={metrics!r} are not supported by npae yet")
         if jit_compile not in (True, False, "auto"):
             raise ValueError(f"compile: jit_compile must be True, False or 'auto', got {jit_compile!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
+        self._metric_ids = self._compile_metrics(metrics)
+        self.__dict__.pop("_resolved_metrics", None)
         self._jit_compile = jit_compile
         self._paths = {}
+
+    def _compile_metrics(self, metrics) -> list:
+        """The metrics compile was given, checked: known names or functions, logged under names that
+        do not collide (resolved against the output shape at first use: :attr:`_metrics`)."""
+        if metrics is None:
+            return []
+        if isinstance(metrics, dict):
+            raise NotImplementedError("compile: metrics as a dict (one list per output) is for models with several "
+                                      "outputs, which npae does not have; give a list, e.g. metrics=['mae']")
+        if isinstance(metrics, str) or callable(metrics) or not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"compile: metrics must be a list, e.g. metrics=['mae'], got {metrics!r}")
+        names = [npae_metrics.name_of(m) for m in metrics]
+        clash = sorted({n for n in names if names.count(n) > 1 or n == "loss"})
+        if clash:
+            raise ValueError(f"compile: two metrics (or a metric and the loss) would be logged as {clash}")
+        return list(metrics)
+
+    @property
+    def _metrics(self) -> list[npae_metrics.Metric]:
+        """The compiled metrics, resolved for the model's output shape ("accuracy" depends on it)."""
+        ids = self.__dict__.get("_metric_ids")
+        if not ids:
+            return []
+        shape = self.output_shape
+        cached = self.__dict__.get("_resolved_metrics")
+        if cached is None or cached[0] != shape:
+            cached = self._resolved_metrics = (shape, [npae_metrics.get(m, shape) for m in ids])
+        return cached[1]
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """The keys ``evaluate(..., return_dict=True)`` returns, in the order of its list: "loss",
+        then the compiled metrics' names."""
+        return ["loss", *(npae_metrics.name_of(m) for m in self.__dict__.get("_metric_ids") or [])]
 
     @property
     def jit_compile(self) -> bool:
@@ -220,7 +284,10 @@ class Model:
     @property
     def path(self):
         """What runs this model's batches: a :class:`npae.reference.ReferencePath`, or with
-        ``jit_compile`` a :class:`npae.fast.FastPath`, whose ``plan(mode)`` shows the steps."""
+        ``jit_compile`` a :class:`npae.fast.FastPath`, whose ``plan(mode)`` shows the steps. On a
+        machine whose kernels are not compiled yet it is a :class:`npae.fast.warm.WarmingPath`
+        (the reference path until a background process has compiled them, then the fast path)
+        or a :class:`npae.fast.warm.ForegroundPath` (a FastPath that says it compiles first)."""
         return self._path()
 
     def _path(self, jit: bool | None = None):
@@ -236,13 +303,30 @@ class Model:
             fused = self.fuses_sigmoid_into_loss
             head = losses.BinaryCrossentropy(from_logits=True) if fused else self.loss
             if jit:
-                from .fast import FastPath  # the fast path imports Numba: only when asked for
+                from .fast.warm import fast_path_for  # the fast path imports Numba: only when asked for
 
-                path = FastPath(self._chain, head, fused)
+                path = fast_path_for(self._chain, head, fused, self._description(), self._jit_compile == "auto",
+                                     self.optimizer)
             else:
                 path = ReferencePath(self._chain, head, fused)
             self._paths[jit] = path
         return path
+
+    def _description(self) -> dict | None:
+        """get_config(), where a background process can rebuild the model from it (None otherwise)."""
+        from .layers import LAYER_CLASSES
+
+        if any(type(layer).__name__ not in LAYER_CLASSES or LAYER_CLASSES[type(layer).__name__] is not type(layer)
+               for layer in self._unique_layers()) or self._input_layer is None:
+            return None
+        try:
+            config = self.get_config()
+            json.dumps(config)
+        except (TypeError, ValueError):
+            return None
+        if self.loss is not None:
+            config["compile"] = {**(config["compile"] or {}), "loss": losses.serialize(self.loss)}
+        return config
 
     def _require_compiled(self) -> None:
         if self.loss is None:
@@ -272,21 +356,53 @@ class Model:
         self._require_compiled()
         return self._path(jit=False).kinks(self._as_input(x), self._as_target(y))
 
-    def train_on_batch(self, x, y) -> float:
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict: bool = False):
         """One optimizer step on one batch; returns the loss before the step (no step if it is
-        not finite)."""
-        value = self.compute_gradients(x, y)
+        not finite), or with compiled metrics ``[loss, *metrics]`` (a dict with ``return_dict``),
+        the metrics on the outputs of the same forward pass, as Keras. ``sample_weight`` and
+        ``class_weight`` (Keras's) are not supported: only None."""
+        pop_keras_only("train_on_batch", {"sample_weight": sample_weight, "class_weight": class_weight},
+                       {"sample_weight": None, "class_weight": None})
+        self._require_compiled()
+        x, y = self._check_batch(x, y, "train_on_batch")
+        xb, yb = self._as_input(x), self._as_target(y)
+        pb = np.empty_like(yb) if self._metrics else None
+        value = self._path().gradients(xb, yb, self.gradients()) if pb is None else \
+            self._path().gradients(xb, yb, self.gradients(), output=pb)
         if math.isfinite(value):
             self._path().step(self.optimizer, self.parameters(), self.gradients())
-        return value
+        return self._batch_result(value, yb, pb, return_dict)
 
-    def test_on_batch(self, x, y) -> float:
-        """The loss (penalties included) on one batch, in inference mode."""
-        return self.compute_loss(x, y, training=False)
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict: bool = False):
+        """The loss (penalties included) on one batch, in inference mode (with compiled metrics:
+        as :meth:`train_on_batch` returns them). ``sample_weight`` is not supported: only None."""
+        pop_keras_only("test_on_batch", {"sample_weight": sample_weight}, {"sample_weight": None})
+        self._require_compiled()
+        x, y = self._check_batch(x, y, "test_on_batch")
+        xb, yb = self._as_input(x), self._as_target(y)
+        pb = np.empty_like(yb) if self._metrics else None
+        value = self._path().loss_value(xb, yb) if pb is None else self._path().loss_value(xb, yb, output=pb)
+        return self._batch_result(value, yb, pb, return_dict)
+
+    def _check_batch(self, x, y, where: str) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self._check_data(x, y)
+        if len(x) == 0:
+            raise ValueError(f"{self.name}: {where} got an empty batch (x has shape {x.shape}): a batch needs at "
+                             "least one sample")
+        self.loss.check_targets(y)
+        return x, y
+
+    def _batch_result(self, value: float, y: np.ndarray, output: np.ndarray | None, return_dict: bool):
+        sums = _Sums(self._metrics)
+        sums.add(value, y, output)
+        logs = sums.means()
+        if return_dict:
+            return logs
+        return logs["loss"] if not self._metrics else [logs[k] for k in self.metrics_names]
 
     def predict_on_batch(self, x) -> np.ndarray:
         """The output for one batch."""
-        return self.predict(x, batch_size=max(len(np.asarray(x)), 1))
+        return self.predict(x, batch_size=max(len(np.asarray(x)), 1), verbose=0)
 
     # -- data ----------------------------------------------------------------------------------
     def _check_x(self, x, what: str = "x") -> np.ndarray:
@@ -318,23 +434,33 @@ class Model:
         return np.ascontiguousarray(y, dtype=self.dtype)
 
     # -- fit / evaluate / predict --------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose=1, callbacks=None,
-            validation_split: float = 0.0, validation_data=None, shuffle: bool = True, initial_epoch: int = 0,
-            seed: int | None = None, **kwargs):
+    def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1, verbose="auto", callbacks=None,
+            validation_split: float = 0.0, validation_data=None, shuffle: bool = True, class_weight=None,
+            sample_weight=None, initial_epoch: int = 0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1, *, seed: int | None = None):
         """Train for ``epochs`` passes over (x, y) in shuffled mini-batches; returns a History.
 
         Each epoch logs ``loss`` (the sample-weighted mean of the batch losses, penalties
-        included) and, with ``validation_data=(xv, yv)`` or ``validation_split`` (the last
-        fraction of x and y, taken before shuffling, as Keras), ``val_loss``. A non-finite loss
+        included), each compiled metric (its mean over the epoch's samples, computed on the
+        outputs of the same forward passes) and, with ``validation_data=(xv, yv)`` or
+        ``validation_split`` (the last fraction of x and y, taken before shuffling, as Keras),
+        ``val_loss`` and ``val_<metric>``. A non-finite loss
         stops training before its batch is applied. Ctrl-C stops after the current batch: the
         interrupted epoch is not counted (``history.interrupted`` is True). ``initial_epoch``
         (Keras's meaning): run epochs ``initial_epoch .. epochs - 1``, e.g. to resume after
         :meth:`load_weights`; with a ``seed`` the resumed run is the same as an unbroken one.
+        ``verbose``: 0 silent, 1 or "auto" a progress bar, 2 one line per epoch. The arguments
+        are Keras's, in its order; ``class_weight``, ``sample_weight``, ``steps_per_epoch``,
+        ``validation_steps``, ``validation_batch_size`` and ``validation_freq`` are accepted only
+        at their defaults (npae does not implement them: anything else is a NotImplementedError).
         """
-        pop_keras_only("fit", kwargs, {"class_weight": None, "sample_weight": None, "steps_per_epoch": None,
-                                       "validation_steps": None, "validation_batch_size": None,
-                                       "validation_freq": 1}, strict=True)
+        pop_keras_only("fit", {"class_weight": class_weight, "sample_weight": sample_weight,
+                               "steps_per_epoch": steps_per_epoch, "validation_steps": validation_steps,
+                               "validation_batch_size": validation_batch_size, "validation_freq": validation_freq},
+                       {"class_weight": None, "sample_weight": None, "steps_per_epoch": None,
+                        "validation_steps": None, "validation_batch_size": None, "validation_freq": 1})
         self._require_compiled()
+        verbose = cbks.verbosity(verbose, "fit")
         batch_size = 32 if batch_size is None else positive_int(batch_size, "fit: batch_size")
         epochs = non_negative_int(epochs, "fit: epochs")
         initial_epoch = non_negative_int(initial_epoch, "fit: initial_epoch")
@@ -352,12 +478,14 @@ class Model:
         # initial_epoch=e sees the same batches as one that never stopped
         rng = npae_random.get_generator()
         n, steps = len(x), math.ceil(len(x) / batch_size)
-        logged = ["loss", *(["val_loss"] if validation_data is not None else [])]
+        names = self.metrics_names
+        logged = [*names, *([f"val_{k}" for k in names] if validation_data is not None else [])]
         callbacks = cbks.CallbackList(callbacks, model=self, verbose=verbose, epochs=epochs, steps=steps,
                                       metrics=logged)
-        path, params, grads = self._path(), self.parameters(), self.gradients()
+        path, flags = self._path(), None
         xbuf = np.empty((min(batch_size, n), *x.shape[1:]), dtype=self.dtype)  # reused every batch
         ybuf = None if y is x else np.empty((min(batch_size, n), *y.shape[1:]), dtype=self.dtype)
+        pbuf = np.empty((min(batch_size, n), *y.shape[1:]), dtype=self.dtype) if self._metrics else None
         self.stop_training = False
         callbacks.on_train_begin()
         with _StopOnInterrupt() as interrupt:
@@ -366,25 +494,32 @@ class Model:
                     rng = np.random.default_rng([seed, epoch])
                 order = rng.permutation(n) if shuffle else np.arange(n)
                 callbacks.on_epoch_begin(epoch)
-                total, seen = 0.0, 0
+                sums, diverged = _Sums(self._metrics), False
                 for step in range(steps):
                     idx = order[step * batch_size:(step + 1) * batch_size]
                     xb = _gather(path, x, idx, xbuf)  # (B, ...) views of the buffers
                     yb = xb if y is x else _gather(path, y, idx, ybuf)  # an autoencoder's target is its input
+                    pb = None if pbuf is None else pbuf[:len(idx)]  # the outputs, for the metrics
                     callbacks.on_train_batch_begin(step)
-                    value = path.gradients(xb, yb, grads)  # forward, loss, backward
+                    if flags != (now := self._trainable_flags()):  # a callback froze or unfroze a layer
+                        flags, params, grads = now, self.parameters(), self.gradients()
+                    value = path.gradients(xb, yb, grads) if pb is None else path.gradients(xb, yb, grads, output=pb)
                     if not callbacks.on_batch_loss(epoch, step, value):
-                        break  # non-finite loss: the step is not applied
+                        diverged = True  # non-finite loss: the step is not applied
+                        break
                     path.step(self.optimizer, params, grads)
-                    total, seen = total + value * len(idx), seen + len(idx)
-                    callbacks.on_train_batch_end(step, {"loss": total / seen})
+                    sums.add(value, yb, pb)
+                    callbacks.on_train_batch_end(step, sums.means())
                     if interrupt.requested or self.stop_training:
                         break
-                if interrupt.requested or seen < n:  # an epoch cut short is not an epoch
+                # an epoch cut short by Ctrl-C or a diverging loss is not an epoch; one a callback
+                # stopped (stop_training) ends as in Keras: validated and logged over its batches
+                if interrupt.requested or diverged:
                     break
-                logs = {"loss": total / seen}
+                logs = sums.means()
                 if validation_data is not None:
-                    logs["val_loss"] = self._evaluate(*validation_data, batch_size)
+                    val = self._evaluate(*validation_data, batch_size)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
                 callbacks.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
@@ -406,34 +541,61 @@ class Model:
         self.loss.check_targets(yv, "validation y")
         return xv, yv
 
-    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose=0, **kwargs) -> float:
-        """The loss (penalties included) over (x, y), computed in batches in inference mode."""
-        pop_keras_only("evaluate", kwargs, {"sample_weight": None, "steps": None, "return_dict": False},
-                       strict=True)
+    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict: bool = False):
+        """The loss (penalties included) over (x, y), computed in batches in inference mode, as a
+        float; with compiled metrics the list ``[loss, *metrics]`` (in :attr:`metrics_names`'
+        order), or with ``return_dict`` a dict of them (Keras's return values). ``verbose``: 0
+        silent, 1 or "auto" a progress bar, 2 one line. ``sample_weight``, ``steps`` and
+        ``callbacks`` (Keras's) are not supported: only None."""
+        pop_keras_only("evaluate", {"sample_weight": sample_weight, "steps": steps, "callbacks": callbacks},
+                       {"sample_weight": None, "steps": None, "callbacks": None})
         self._require_compiled()
+        verbose = cbks.verbosity(verbose, "evaluate")
         batch_size = 32 if batch_size is None else positive_int(batch_size, "evaluate: batch_size")
         x, y = self._check_data(x, y)
         if len(x) == 0:
             raise ValueError(f"{self.name}: evaluate got no samples (x has shape {x.shape})")
         self.loss.check_targets(y)
-        return self._evaluate(x, y, batch_size)
+        logs = self._evaluate(x, y, batch_size, verbose)
+        if return_dict:
+            return logs
+        return logs["loss"] if not self._metrics else [logs[k] for k in self.metrics_names]
 
-    def _evaluate(self, x, y, batch_size) -> float:
-        path, total = self._path(), 0.0
-        for s in range(0, len(x), batch_size):
+    def _evaluate(self, x, y, batch_size, verbose: int = 0) -> dict[str, float]:
+        path, sums = self._path(), _Sums(self._metrics)
+        bar = _pass_bar(verbose, math.ceil(len(x) / batch_size))
+        pbuf = np.empty((min(batch_size, len(x)), *y.shape[1:]), dtype=self.dtype) if self._metrics else None
+        for step, s in enumerate(range(0, len(x), batch_size)):
             xb = np.ascontiguousarray(x[s:s + batch_size], dtype=self.dtype)
-            total += path.loss_value(xb, self._as_target(y[s:s + batch_size])) * len(xb)
-        return total / len(x)
+            yb = self._as_target(y[s:s + batch_size])
+            pb = None if pbuf is None else pbuf[:len(xb)]
+            value = path.loss_value(xb, yb) if pb is None else path.loss_value(xb, yb, output=pb)
+            sums.add(value, yb, pb)
+            if bar is not None:
+                bar.on_batch_end(step, sums.means())
+        logs = sums.means()
+        if bar is not None:
+            bar.on_epoch_end(0, logs)
+        return logs
 
-    def predict(self, x, batch_size: int | None = None, verbose=0, **kwargs) -> np.ndarray:
-        """Outputs (n, *output_shape), computed batch by batch into one array."""
-        pop_keras_only("predict", kwargs, {"steps": None}, strict=True)
+    def predict(self, x, batch_size: int | None = None, verbose="auto", steps=None, callbacks=None) -> np.ndarray:
+        """Outputs (n, *output_shape), computed batch by batch into one array. ``verbose``: 0
+        silent, 1 or "auto" a progress bar, 2 one line. ``steps`` and ``callbacks`` (Keras's) are
+        not supported: only None."""
+        pop_keras_only("predict", {"steps": steps, "callbacks": callbacks}, {"steps": None, "callbacks": None})
+        verbose = cbks.verbosity(verbose, "predict")
         batch_size = 32 if batch_size is None else positive_int(batch_size, "predict: batch_size")
         x = self._check_x(x)
         out = np.empty((len(x), *self.output_shape[1:]), dtype=self.dtype)
         path = self._path()
-        for s in range(0, len(x), batch_size):
+        bar = _pass_bar(verbose, math.ceil(len(x) / batch_size))
+        for step, s in enumerate(range(0, len(x), batch_size)):
             path.predict(np.ascontiguousarray(x[s:s + batch_size], dtype=self.dtype), out[s:s + batch_size])
+            if bar is not None:
+                bar.on_batch_end(step)
+        if bar is not None:
+            bar.on_epoch_end(0)
         return out
 
     def __call__(self, x, training: bool = False):
@@ -442,7 +604,7 @@ class Model:
             raise TypeError("npae models cannot be nested in other models; call their layers instead")
         if training:
             return self.forward(x, training=True)
-        return self.predict(x, batch_size=256)  # (in batches: one huge batch would keep its buffers)
+        return self.predict(x, batch_size=256, verbose=0)  # (in batches: one huge batch would keep its buffers)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -496,7 +658,17 @@ class Model:
         return {"class_name": type(self).__name__, "name": self.name, "input_shape": list(self.input_shape[1:]),
                 "dtype": self.dtype.name, "input_name": self._input_layer.name, "layers": specs,
                 "compile": None if opt is None else {"optimizer": opt.get_config(), "loss": losses.serialize(self.loss),
+                                                     "metrics": [m for m in self._metric_ids
+                                                                 if isinstance(m, str)],
                                                      "iterations": opt.iterations, "jit_compile": self._jit_compile}}
+
+    def to_json(self, **kwargs) -> str:
+        """The architecture as a JSON string (Keras's ``to_json``): the layers and their settings,
+        no weights and no compile settings; :func:`model_from_json` rebuilds it (with fresh
+        weights). ``kwargs`` go to ``json.dumps`` (e.g. ``indent=2``)."""
+        config = self.get_config()
+        config["compile"] = None
+        return json.dumps({"format": JSON_FORMAT, "class_name": config["class_name"], "config": config}, **kwargs)
 
     def save(self, path, *, metadata: dict | None = None) -> None:
         """Architecture, weights and optimizer state in one .npz, written atomically; ``metadata``
@@ -509,6 +681,10 @@ class Model:
         if metadata is not None:
             json.dumps(metadata)  # (a clear TypeError now, not a half-written file later)
             config["metadata"] = metadata
+        unsaved = [npae_metrics.name_of(m) for m in self._metric_ids if not isinstance(m, str)]
+        if unsaved:
+            warnings.warn(f"save: the metric functions {unsaved} are not saved (a file holds no code); after "
+                          "load_model, compile again with them to log them", stacklevel=2)
         opt = self.optimizer
         slot_keys = [(k, s) for k, slots in (opt.state.items() if opt else []) for s in slots]
         if config["compile"] is not None:
@@ -579,6 +755,8 @@ class Sequential(Model):
         if self._input_layer is None and not self._chain and layer.input_shape is not None:
             self._input_layer = InputLayer(layer.input_shape)
         self._chain.append(layer)
+        if self.__dict__.get("_frozen"):
+            layer.trainable = False
         if self._input_layer is not None:
             try:
                 self.build()
@@ -636,7 +814,7 @@ class _Blueprint:
         self.chain: list[Layer] = []
         self.weights: list[tuple[str, tuple[int, ...], np.dtype]] = []
         seen: dict[int, tuple[int, ...]] = {}
-        current = tuple(self.input.shape)
+        current = self.input.sample_shape
         for spec in specs:
             if isinstance(spec, dict) and spec.get("class_name") == "SharedLayer":
                 index = spec.get("config", {}).get("index") if isinstance(spec.get("config"), dict) else None
@@ -670,6 +848,30 @@ class _Blueprint:
             model._input_layer, model._chain = self.input.layer, list(self.chain)
             return model
         return Model(self.input, t, name=config.get("name"))
+
+
+JSON_FORMAT = "npae.model"  # what to_json writes, so that model_from_json knows its own JSON
+
+
+def model_from_json(json_string: str, custom_objects: dict | None = None) -> Model:
+    """The (uncompiled) model :meth:`Model.to_json` described, weights freshly initialised
+    (Keras's ``model_from_json``); ``custom_objects`` maps class names to Layer subclasses.
+    A Keras model's JSON is refused with a ValueError that says so."""
+    try:
+        spec = json.loads(json_string)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model_from_json: expected the JSON string Model.to_json() returns: {err}") from None
+    if not isinstance(spec, dict) or spec.get("format") != JSON_FORMAT or not isinstance(spec.get("config"), dict):
+        keras = isinstance(spec, dict) and ("module" in spec or "keras_version" in spec or "backend" in spec)
+        raise ValueError("model_from_json: " + (
+            "this JSON describes a Keras model (Keras's to_json); npae reads the JSON of npae's own to_json. Build the "
+            "model with npae.layers and move the weights with get_weights() / set_weights()" if keras else
+            f"expected the JSON object Model.to_json() returns ({{'format': '{JSON_FORMAT}', 'config': ...}})"))
+    try:
+        return model_from_config(spec["config"], custom_objects)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise ValueError(f"model_from_json: the JSON does not describe a consistent model: {type(err).__name__}: "
+                         f"{err}") from None
 
 
 def model_from_config(config: dict, custom_objects: dict | None = None) -> Model:
@@ -717,7 +919,10 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True) -
             if comp is not None and compile:
                 jit = comp.get("jit_compile", "auto")
                 jit = jit if jit in (True, False, "auto") else "auto"
-                model.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
+                metrics = comp.get("metrics") or []
+                if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+                    raise ValueError(f"'metrics' must be a list of metric names, got {metrics!r}")
+                model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
                 model.optimizer.iterations = iterations
                 params = model.parameters()
                 for j, key, slot in slots:
@@ -744,6 +949,36 @@ def _split_off(x, y, fraction, validation_data):
         raise ValueError(f"fit: validation_split={fraction} of {len(x)} samples leaves an empty training or "
                          "validation set")
     return x[:cut], y[:cut], (x[cut:], y[cut:])
+
+
+class _Sums:
+    """Running sums of the loss and the metrics over the samples of an epoch (or an evaluation),
+    each batch weighted by its size."""
+
+    def __init__(self, metrics: list):
+        self.metrics, self.loss, self.n = metrics, 0.0, 0
+        self.values, self.counts = [0.0] * len(metrics), [0] * len(metrics)
+
+    def add(self, loss: float, y: np.ndarray, output: np.ndarray | None) -> None:
+        self.loss += loss * len(y)
+        self.n += len(y)
+        for i, metric in enumerate(self.metrics):
+            total, count = metric.batch_sum(y, output)
+            self.values[i] += total
+            self.counts[i] += count
+
+    def means(self) -> dict[str, float]:
+        return {"loss": self.loss / max(self.n, 1),
+                **{m.name: v / max(c, 1) for m, v, c in zip(self.metrics, self.values, self.counts)}}
+
+
+def _pass_bar(verbose: int, steps: int):
+    """The progress bar of one evaluate or predict pass, or None when silent (or with no batch)."""
+    if not verbose or steps == 0:
+        return None
+    bar = cbks.ProgbarLogger(verbose, epochs=None, steps=steps)
+    bar.on_epoch_begin(0)
+    return bar
 
 
 def _gather(path, src: np.ndarray, idx: np.ndarray, buf: np.ndarray) -> np.ndarray:
@@ -777,4 +1012,4 @@ class _StopOnInterrupt:
         return False
 
 
-__all__ += ["model_from_config"]
+__all__ += ["model_from_config", "model_from_json"]

@@ -8,8 +8,9 @@ model of layers L1 ... Lk, a batch x and targets y:
               (the last layer stops at its logits where a sigmoid meets binary cross-entropy)
     loss      value, loss_cache = loss.forward(h_k, y)  +  each activity penalty P_i(h_i)
     backward  g = loss.backward(loss_cache)             dL/dh_k
-              for i = k .. 1:  g += dP_i/dh_i;   g, grads_i = L_i.backward(g, cache_i)
-              (a layer used twice in the chain gets the sum of its two grads)
+              for i = k .. j:  g += dP_i/dh_i;   g, grads_i = L_i.backward(g, cache_i)
+              (j: the lowest layer with trainable weights, nothing below it learns; a layer
+              used twice in the chain gets the sum of its two grads)
 
 then the model's optimizer updates every weight from its gradient. The caches live in this
 function's locals, never on the layers: two threads can run one model.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .functional import activations
 from .functional import optimizers as reference_ops
 from .layers.base import Layer, param_key
 from .losses import Loss
@@ -64,18 +66,34 @@ class ReferencePath:
                 value += layer.activity_regularizer.penalty(h)
         return value, caches, outputs, loss_cache
 
-    def loss_value(self, x: np.ndarray, y: np.ndarray, training: bool = False) -> float:
-        """The loss plus every activity penalty for one batch."""
-        return self._objective(x, y, training)[0]
+    def _copy_output(self, last: np.ndarray, output: np.ndarray | None) -> None:
+        """output[...] = the model's output, from the last layer's (its logits where the path
+        stops there: the sigmoid is applied here, for metrics)."""
+        if output is not None:
+            output[...] = activations.sigmoid(last) if self.logits else last
 
-    def gradients(self, x: np.ndarray, y: np.ndarray, grads: dict[str, np.ndarray]) -> float:
+    def loss_value(self, x: np.ndarray, y: np.ndarray, training: bool = False,
+                   output: np.ndarray | None = None) -> float:
+        """The loss plus every activity penalty for one batch; with ``output`` (the shape of y)
+        the model's output for the batch is written there too."""
+        value, _, outputs, _ = self._objective(x, y, training)
+        self._copy_output(outputs[-1], output)
+        return value
+
+    def gradients(self, x: np.ndarray, y: np.ndarray, grads: dict[str, np.ndarray],
+                  output: np.ndarray | None = None) -> float:
         """One forward and backward pass in training mode; writes dL/dw into ``grads[key]`` for
         every key it holds (keys as :func:`param_key`; a frozen layer's are left out) and returns
-        the loss, penalties included."""
+        the loss, penalties included; with ``output`` (the shape of y) the model's output for
+        the batch (training mode, before the update) is written there too."""
         value, caches, outputs, loss_cache = self._objective(x, y, True)
+        self._copy_output(outputs[-1], output)
         g = self.loss.backward(loss_cache)
         total: dict[str, np.ndarray] = {}
-        for i in range(len(self.layers) - 1, -1, -1):
+        # nothing below the lowest layer with trainable weights takes an update: stop there (a
+        # frozen layer above it passes the gradient down; its own weights' gradients are dropped)
+        lowest = next((i for i, layer in enumerate(self.layers) if layer.trainable_param_names()), len(self.layers))
+        for i in range(len(self.layers) - 1, lowest - 1, -1):
             layer = self.layers[i]
             if layer.activity_regularizer is not None:
                 g = g + layer.activity_regularizer.gradient(outputs[i])

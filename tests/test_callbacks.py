@@ -113,6 +113,28 @@ def test_progress_bar_verbose_modes(capsys):
     assert "\r" in live.stream.getvalue() and "ETA" not in live.stream.getvalue().splitlines()[-1]
 
 
+def test_progress_keeps_a_slow_first_batch_out_of_the_eta_and_the_time_per_step(monkeypatch):
+    # a first batch that waits 60 s for the compiler, then batches of 10 ms
+    clock = iter([0.0] + [60.0 + 0.01 * i for i in range(500)])
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    bar = callbacks.ProgbarLogger(verbose=1, epochs=1, steps=400, stream=Tty())
+    bar.on_epoch_begin(0)
+    for b in range(400):
+        bar.on_batch_end(b, {"loss": 0.5})
+    bar.on_epoch_end(0, {"loss": 0.5})
+    draws = bar.stream.getvalue().split("\r")
+    etas = {int(d.split("/")[0]): float(d.split("ETA: ")[1].split("s")[0]) for d in draws if "ETA: " in d}
+    # halfway, 200 batches of 10 ms are left: 2 s (an average over the epoch so far would say 62 s)
+    halfway = min(etas, key=lambda done: abs(done - 200))
+    assert 150 < halfway < 250 and etas[halfway] <= 3, etas
+    assert "64s 10ms/step" in draws[-1], draws[-1]  # the epoch took 64 s; a step takes 10 ms
+
+
 def read_event_scalars(path):
     """Parse a TensorBoard event file: TFRecord framing around Event protobufs."""
     from tensorboardX.proto import event_pb2
@@ -155,3 +177,37 @@ def test_tensorboard_without_the_extra_warns_once_and_writes_csv(tmp_path, monke
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the second time: no warning
         ae.fit(x, x, epochs=1, batch_size=16, verbose=0, callbacks=[callbacks.TensorBoard(log_dir=tmp_path / "b")])
+
+
+def test_tensorboard_takes_kerass_arguments_and_says_what_it_does_not_write(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        callbacks.TensorBoard(tmp_path, 0, False, update_freq="epoch")  # Keras's order; defaults: silent
+    with pytest.warns(UserWarning, match="histogram_freq=1 is not supported"):
+        callbacks.TensorBoard(log_dir=tmp_path, histogram_freq=1)
+    with pytest.warns(UserWarning, match="update_freq='batch' is not supported"):
+        callbacks.TensorBoard(log_dir=tmp_path, update_freq="batch")
+    with pytest.warns(UserWarning, match="write_images=\\[1\\]"):
+        callbacks.TensorBoard(log_dir=tmp_path, write_images=[1])  # (any value: no crash on comparing it)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'logdir'"):
+        callbacks.TensorBoard(logdir=tmp_path)
+
+
+def test_a_callback_that_stops_training_mid_epoch_still_ends_the_epoch_as_keras():
+    # Keras breaks out of the batch loop, then validates and calls on_epoch_end (checkpoints,
+    # CSV rows and History see the partial epoch); Ctrl-C and a diverging loss drop it instead
+    x = np.random.default_rng(0).random((8, 784)).astype(np.float32)
+    ae = autoencoders.vanilla(seed=0)[0]
+    ended = []
+
+    class StopAtFirstBatch(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ae.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            ended.append((epoch, sorted(logs)))
+
+    h = ae.fit(x, x, epochs=3, batch_size=2, verbose=0, validation_data=(x, x), callbacks=[StopAtFirstBatch()])
+    assert ended == [(0, ["loss", "val_loss"])] and h.epoch == [0] and len(h.history["loss"]) == 1

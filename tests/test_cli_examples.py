@@ -28,7 +28,7 @@ def not_blank(path: Path) -> bool:
 
 
 
-@pytest.mark.parametrize("model", ["vanilla", "denoising"])
+@pytest.mark.parametrize("model", ["vanilla", "denoising", "transposed"])
 def test_train_writes_model_history_figures_and_summary(model, data_env, tmp_path, capsys):
     out = tmp_path / model
     code = cli.main(["train", model, "--dataset", "fashion-mnist", "--epochs", "1", "--limit", "512",
@@ -104,7 +104,8 @@ def test_denoising_figure_has_three_rows(data_env, tmp_path):
 
 
 @pytest.mark.parametrize("model,path", [("vanilla", []), ("convolutional", []), ("sparse", []),
-                                        ("convolutional", ["--no-jit"]), ("deep", ["--no-jit"])])
+                                        ("convolutional", ["--no-jit"]), ("deep", ["--no-jit"]),
+                                        ("transposed", []), ("transposed", ["--no-jit"])])
 def test_gradcheck_command(model, path, capsys):
     assert cli.main(["gradcheck", model, *path]) == 0
     out = capsys.readouterr().out
@@ -147,6 +148,8 @@ def test_python_dash_m_entry_point():
     ("sparse_autoencoder.py", "sparse_code_activations.png"),
     ("convolutional_autoencoder.py", "convolutional_autoencoder.png"),
     ("denoising_autoencoder.py", "denoising_autoencoder.png"),
+    ("transposed_denoising_autoencoder.py", "transposed_denoising_autoencoder.png"),
+    ("frozen_encoder.py", "frozen_encoder.png"),
 ])
 def test_examples_run_and_draw(script, figure, data_env, tmp_path):
     env = {**os.environ, "NPAE_DATA_DIR": str(data_env)}
@@ -155,6 +158,10 @@ def test_examples_run_and_draw(script, figure, data_env, tmp_path):
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert is_png(tmp_path / figure) and not_blank(tmp_path / figure)
+    if script == "frozen_encoder.py":  # the example checks its frozen encoder itself, and says so
+        assert "encoder weights unchanged: True; codes unchanged: True" in res.stdout
+    if script.startswith("transposed"):
+        assert "val_mae" in res.stdout and "mean absolute error" in res.stdout
     if script.startswith("convolutional"):  # the tutorial's TensorBoard callback logged something
         logs = tmp_path / "autoencoder_logs"
         assert any(p.is_file() and p.stat().st_size > 0 for p in logs.rglob("*"))

@@ -10,7 +10,7 @@ import pytest
 
 import npae
 from npae import autoencoders
-from npae.fast import memory, planner, policy
+from npae.fast import FastPath, memory, planner, policy
 from npae.fast.policy import ConvAlgo
 from npae.fast.steps import ConvStep, DenseStep, PoolStep, ReferenceStep
 from npae.layers import Activation, Conv2D, Dense, Flatten, Input, Layer, MaxPooling2D, Reshape, UpSampling2D
@@ -431,7 +431,7 @@ def test_fit_in_one_thread_and_predict_in_another_under_workqueue():
             "x = np.random.default_rng(0).random((2048, 784), dtype=np.float32)\n"
             "t = threading.Thread(target=lambda: a.fit(x, x, epochs=2, batch_size=64, verbose=0))\n"
             "t.start()\n"
-            "for _ in range(40): b.predict(x[:256])\n"
+            "for _ in range(40): b.predict(x[:256], verbose=0)\n"
             "t.join()\n"
             "import numba; print(numba.threading_layer())\n")
     env = {**__import__("os").environ, "NUMBA_THREADING_LAYER": "workqueue"}
@@ -448,7 +448,7 @@ def test_the_path_is_a_setting_that_a_saved_model_keeps(tmp_path):
     ae.save(tmp_path / "m.npz")
     assert not npae.load_model(tmp_path / "m.npz").jit_compile
     ae.jit_compile = True
-    assert type(ae.path).__name__ == "FastPath"
+    assert isinstance(ae.path, FastPath)
     ae.compile("adam", "mse", run_eagerly=True)  # Keras's step-by-step mode: the reference path
     assert not ae.jit_compile
     ae.jit_compile = "auto"
@@ -462,3 +462,110 @@ def test_the_path_is_a_setting_that_a_saved_model_keeps(tmp_path):
 def test_shrinking_layers_with_many_channels_do_not_take_the_direct_kernel():
     assert policy.conv_algorithm((3, 3), (1, 1), 64, 32, (28, 28), True, True) is ConvAlgo.WINOGRAD
     assert policy.conv_algorithm((3, 3), (1, 1), 16, 8, (14, 14), True, True) is ConvAlgo.DIRECT  # the tutorial's
+
+
+# ----------------------------------------------------------------------------- Conv2DTranspose, BatchNormalization
+
+CONV_T_CASES = [  # (image, cin, filters, kernel, padding, strides, output_padding, activation, use_bias)
+    ((7, 7), 4, 3, 3, "same", 2, None, "relu", True), ((5, 6), 3, 2, 3, "valid", 2, None, "linear", True),
+    ((4, 5), 2, 3, (2, 3), "same", (2, 1), None, "sigmoid", False), ((6, 4), 3, 4, 4, "same", 2, None, "relu", True),
+    ((3, 3), 2, 2, 5, "valid", 3, (1, 2), "tanh", True), ((5, 5), 3, 3, 3, "same", 1, None, "relu", False),
+    ((4, 6), 2, 5, (3, 1), "same", (2, 3), (0, 1), "linear", True), ((2, 3), 4, 2, 2, "valid", 1, None, "elu", True),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_T_CASES)
+def test_the_transposed_convolution_step_gives_the_reference_numbers(case, dtype):
+    from npae.fast.steps import ConvTransposeStep
+    from npae.layers import Conv2DTranspose
+
+    (h, w), cin, filters, kernel, padding, strides, output_padding, activation, use_bias = case
+    rng = np.random.default_rng(3)
+    layer = built(Conv2DTranspose(filters, kernel, strides=strides, padding=padding, output_padding=output_padding,
+                                  activation=activation, use_bias=use_bias), (h, w, cin), dtype)
+    x = rng.standard_normal((3, h, w, cin)).astype(dtype)
+    g = rng.standard_normal((3, *layer.output_shape)).astype(dtype)
+    want_out, want_dx, want_grads = reference([layer], x, g)
+    for needs_dx in (True, False):
+        out, dx, grads = run_step(ConvTransposeStep(layer, needs_dx=needs_dx), x, g)
+        assert_close(out, want_out, dtype, "forward")
+        assert (dx is None) == (not needs_dx)
+        if needs_dx:
+            assert_close(dx, want_dx, dtype, "dx")
+        for key, want in want_grads.items():
+            assert_close(grads[key], want, dtype, key)
+
+
+def bn_layer(shape, dtype, **kwargs):
+    from npae.layers import BatchNormalization
+
+    layer = built(BatchNormalization(**kwargs), shape, dtype)
+    rng = np.random.default_rng(7)
+    for k in layer.params:  # statistics and scales away from their initial 0 / 1
+        layer.params[k][...] = rng.uniform(0.5, 1.5, layer.params[k].shape) * (1 if "variance" in k else
+                                                                              rng.choice([-1, 1]))
+    return layer
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("kwargs", [{}, {"center": False}, {"scale": False}, {"momentum": 0.5, "epsilon": 0.1}])
+def test_the_batchnorm_step_gives_the_reference_numbers(kwargs, relu, training, dtype):
+    from npae.fast.steps import BatchNormStep
+    from npae.layers import ReLU
+
+    shape = (5, 6, 4)
+    layers = [bn_layer(shape, dtype, **kwargs)] + ([built(ReLU(), shape, dtype)] if relu else [])
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((7, *shape)) * 3 + 2).astype(dtype)
+    g = rng.standard_normal((7, *shape)).astype(dtype)
+    bn = layers[0]
+    before = {k: v.copy() for k, v in bn.params.items()}
+    caches, h = [], x
+    for layer in layers:  # the reference, in the step's mode
+        h, cache = layer.forward(h, training=training)
+        caches.append(cache)
+    want_out, want_moving = h, {k: bn.params[k].copy() for k in ("moving_mean", "moving_variance")}
+    gg, want_grads = g, {}
+    for layer, cache in zip(reversed(layers), reversed(caches)):
+        gg, gs = layer.backward(gg, cache)
+        want_grads.update({param_key(layer, k): v for k, v in gs.items()})
+    for k, v in before.items():
+        bn.params[k][...] = v
+    step = BatchNormStep(bn, training=training, relu=layers[1] if relu else None)
+    ws = memory.Workspace()
+    grads = {param_key(bn, k): np.full_like(bn.params[k], np.nan) for k in bn.trainable_param_names()}
+    out, saved = step.forward(x.copy(), ws, None)
+    assert_close(out, want_out, dtype, "forward")
+    for k, v in want_moving.items():  # the moving statistics move (in training) exactly as the layer's
+        assert_close(bn.params[k], v, dtype, k)
+    dx = step.backward(g.copy(), saved, ws, grads)
+    assert_close(dx, gg, dtype, "dx")
+    for key, grad in grads.items():
+        assert_close(grad, want_grads[key], dtype, key)
+
+
+def test_the_plan_fuses_batchnorm_and_relu_and_runs_transposed_convolutions_on_kernels():
+    model = autoencoders.transposed(seed=0)[0]
+    train = model.path.plan("train").describe()
+    assert sum(s.startswith("BatchNormStep(") and "re_lu" in s for s in train) == 4
+    assert not any(s.startswith("ActivationStep") for s in train)
+    assert sum(s.startswith("ConvTransposeStep(") for s in train) == 2
+    assert train[0].startswith("ReferenceStep(gaussian_noise")
+
+
+def test_batchnorm_over_another_axis_runs_its_reference_passes():
+    from npae.layers import BatchNormalization
+
+    npae.set_random_seed(0)
+    model = Sequential([npae.Input((4, 6)), BatchNormalization(axis=1), Flatten(), Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    assert model.path.plan("train").describe()[0].startswith("ReferenceStep(")
+    ref = Sequential([npae.Input((4, 6)), BatchNormalization(axis=1), Flatten(), Dense(3)])
+    ref.set_weights(model.get_weights())
+    ref.compile(optimizer="adam", loss="mse", jit_compile=False)
+    x = np.random.default_rng(0).random((8, 4, 6)).astype(np.float32)
+    y = np.random.default_rng(1).random((8, 3)).astype(np.float32)
+    assert model.train_on_batch(x, y) == pytest.approx(ref.train_on_batch(x, y), rel=1e-6)

@@ -257,7 +257,7 @@ def test_reference_path_imports_no_numba():
             "ae = autoencoders.convolutional(filters=(2, 2, 2), seed=0)[0]\n"
             "ae.compile(optimizer='adadelta', loss='binary_crossentropy', jit_compile=False)\n"
             "x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)\n"
-            "ae.fit(x, x, epochs=1, batch_size=4, verbose=0); ae.predict(x); ae.evaluate(x, x)\n"
+            "ae.fit(x, x, epochs=1, batch_size=4, verbose=0); ae.predict(x, verbose=0); ae.evaluate(x, x, verbose=0)\n"
             "print('numba' in sys.modules, 'llvmlite' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr

@@ -168,3 +168,33 @@ def test_keras_default_optimizer_is_rmsprop():
     assert isinstance(m.optimizer, optimizers.RMSprop)
     r = optimizers.RMSprop()
     assert (r.learning_rate, r.rho, r.momentum, r.epsilon, r.centered) == (0.001, 0.9, 0.0, 1e-7, False)
+
+
+@pytest.mark.parametrize("ops", OPS)
+def test_sgd_nesterov_golden_values(ops):
+    # by hand, lr 0.1, momentum 0.9, grad 1 twice: v1 = -0.1, w1 = 1 + 0.9 v1 - 0.1 = 0.81;
+    # v2 = 0.9 v1 - 0.1 = -0.19, w2 = w1 + 0.9 v2 - 0.1 = 0.539
+    opt, p = optimizers.SGD(0.1, momentum=0.9, nesterov=True), {"w": np.array([1.0, 1.0], np.float32)}
+    step(opt, p, {"w": np.ones(2, np.float32)}, ops)
+    np.testing.assert_allclose(p["w"], [0.81, 0.81], rtol=1e-6)
+    step(opt, p, {"w": np.ones(2, np.float32)}, ops)
+    np.testing.assert_allclose(p["w"], [0.539, 0.539], rtol=1e-6)
+    np.testing.assert_allclose(opt.state["w"]["velocity"], [-0.19, -0.19], rtol=1e-6)
+
+
+@pytest.mark.parametrize("ops", OPS)
+def test_rmsprop_momentum_and_centered_golden_values(ops):
+    # by hand, lr 0.1, rho 0.9, grad 2 twice, epsilon 1e-7:
+    # s1 = 0.1 * 4 = 0.4, step1 = 0.2 / sqrt(0.4); s2 = 0.9 s1 + 0.4 = 0.76, step2 = 0.2 / sqrt(0.76)
+    s1, s2 = 0.4, 0.76
+    step1, step2 = 0.2 / np.sqrt(s1 + 1e-7), 0.2 / np.sqrt(s2 + 1e-7)
+    opt, p = optimizers.RMSprop(0.1, momentum=0.5), {"w": np.array([1.0], np.float64)}
+    step(opt, p, {"w": np.array([2.0])}, ops)
+    step(opt, p, {"w": np.array([2.0])}, ops)
+    m2 = 0.5 * step1 + step2  # momentum: m = 0.5 m + step, w -= m
+    np.testing.assert_allclose(p["w"], [1.0 - step1 - m2], rtol=1e-12)
+    # centered: a1 = 0.1 * 2 = 0.2, the denominator s1 - a1^2 = 0.36: one step of 0.2 / 0.6
+    opt, p = optimizers.RMSprop(0.1, centered=True), {"w": np.array([1.0], np.float64)}
+    step(opt, p, {"w": np.array([2.0])}, ops)
+    np.testing.assert_allclose(p["w"], [1.0 - 0.2 / np.sqrt(0.36 + 1e-7)], rtol=1e-12)
+    assert set(opt.state["w"]) == {"velocity", "average_gradient"}

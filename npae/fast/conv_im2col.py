@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .blas import matmul
 from .im2col import col2im, im2col
 from .phases import fold_kernel, unfold_kernel_grad, upsampled_phases
 
@@ -101,22 +102,24 @@ def forward(x: np.ndarray, kernel: np.ndarray, geom: Geometry, up: tuple[int, in
         for window, w2, at in plan:
             p = _patches(x, s, e, window, cols)
             if at is None:
-                np.matmul(p, w2, out=z[s * rows_per_image:e * rows_per_image])
+                matmul(p, w2, z[s * rows_per_image:e * rows_per_image])
             else:  # an output phase: every uh-th row and uw-th column of the block's outputs
-                z_p = np.matmul(p, w2, out=ws.buffer((owner, "z_phase"), (len(p), cout), x.dtype))
+                z_p = matmul(p, w2, ws.buffer((owner, "z_phase"), (len(p), cout), x.dtype))
                 z4[s:e, at[0]::uh, at[1]::uw] = z_p.reshape(e - s, window[6], window[7], cout)
     return (s, e, p) if len(plan) == 1 else None
 
 
 def backward(x: np.ndarray, g2: np.ndarray, kernel: np.ndarray, geom: Geometry, up: tuple[int, int],
-             dw: np.ndarray, dx: np.ndarray | None, ws, owner, kept, block_bytes: int) -> None:
-    """dw (kh, kw, Cin, Cout) <- P^T dZ and, unless dx is None, dx (N, H/uh, W/uw, Cin) <- col2im(dZ
-    W^T), from g2 = dZ (N*Ho*Wo, Cout). ``kept``: what :func:`forward` returned, used only while
-    ``owner`` still holds the scratch memory."""
+             dw: np.ndarray | None, dx: np.ndarray | None, ws, owner, kept, block_bytes: int) -> None:
+    """dw (kh, kw, Cin, Cout) <- P^T dZ unless dw is None (a frozen layer; x is then read for its
+    shape only) and, unless dx is None, dx (N, H/uh, W/uw, Cin) <- col2im(dZ W^T), from g2 = dZ
+    (N*Ho*Wo, Cout). ``kept``: what
+    :func:`forward` returned, used only while ``owner`` still holds the scratch memory."""
     n, (cin, cout) = x.shape[0], kernel.shape[2:]
     h, w = x.shape[1], x.shape[2]
     _check(x, kernel, geom, up, g2, (n * geom.ho * geom.wo, cout), "backward", "g2")
-    _check(x, kernel, geom, up, dw, kernel.shape, "backward", "dw")
+    if dw is not None:
+        _check(x, kernel, geom, up, dw, kernel.shape, "backward", "dw")
     if dx is not None:
         _check(x, kernel, geom, up, dx, x.shape, "backward", "dx")
     plan, taps = phase_plan(kernel, geom, up)
@@ -127,26 +130,29 @@ def backward(x: np.ndarray, g2: np.ndarray, kernel: np.ndarray, geom: Geometry, 
     cols = ws.take_scratch((owner, "backward"), (blocks[0][1] - blocks[0][0]) * _patch_elements(plan), g2.dtype)
     k_max = max(len(g.w2) for g in plan)
     dws = ws.buffer((owner, "dw_plan"), (len(plan), k_max, cout), g2.dtype)  # dW of each GEMM
-    dw_part = ws.buffer((owner, "dw_part"), (k_max, cout), g2.dtype)
     g4, (uh, uw) = g2.reshape(n, geom.ho, geom.wo, cout), up
     rows_per_image = geom.ho * geom.wo
     # the blocks in reverse: the last block's patches may still be in the scratch
     for i, (s, e) in enumerate(reversed(blocks)):
         for j, (window, w2, at) in enumerate(plan):
-            p = kept[2] if kept is not None and kept[:2] == (s, e) else _patches(x, s, e, window, cols)
+            if dw is None:  # no kernel gradient: the block's rows of the scratch only hold dP below
+                rows, k = (e - s) * window[6] * window[7], window[0] * window[1] * cin
+                p = cols[:rows * k].reshape(rows, k)
+            else:
+                p = kept[2] if kept is not None and kept[:2] == (s, e) else _patches(x, s, e, window, cols)
             if at is None:
                 g_b = g2[s * rows_per_image:e * rows_per_image]
             else:  # this phase's outputs of the block, gathered into rows
                 g_b = ws.buffer((owner, "g_phase"), (len(p), cout), g2.dtype)
                 g_b.reshape(e - s, window[6], window[7], cout)[...] = g4[s:e, at[0]::uh, at[1]::uw]
-            dw_j, part = dws[j, :len(w2)], dw_part[:len(w2)]
-            np.matmul(p.T, g_b, out=part if i else dw_j)  # (K_p, Cout)
-            if i:
-                dw_j += part
+            if dw is not None:
+                matmul(p.T, g_b, dws[j, :len(w2)], accumulate=i > 0)  # (K_p, Cout), summed over the blocks
             if dx is not None:
-                dp = np.matmul(g_b, w2.T, out=p)  # dP_b (block rows, K_p) replaces P_b in the scratch
+                dp = matmul(g_b, w2.T, p)  # dP_b (block rows, K_p) replaces P_b in the scratch
                 col2im(dp, e - s, h, w, cin, *window, dx[s:e], accumulate=j > 0)
         kept = None  # (the scratch now holds dP)
+    if dw is None:
+        return
     if taps is None:
         dw.reshape(-1, cout)[...] = dws[0]
     else:  # each phase's folded-kernel gradient back to the taps folded into it

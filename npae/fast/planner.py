@@ -9,9 +9,10 @@ A plan is built in three moves, each a small function:
 1. one step per layer (:data:`npae.fast.steps.STEP_FOR_LAYER`), each convolution with the
    algorithm :func:`npae.fast.policy.conv_algorithm` picks;
 2. rewrite rules, each a pure function from a list of steps to a list of steps, applied in order:
-   :func:`fuse_upsampling`, :func:`fuse_pooling`, :func:`pool_through_relu` (training),
-   :func:`dense_stack` (prediction), then :func:`mark_gradients` (which steps need an input
-   gradient, which add into a shared layer's gradients);
+   :func:`fuse_upsampling`, :func:`fuse_pooling`, :func:`fuse_batchnorm_relu`,
+   :func:`pool_through_relu` (training), :func:`dense_stack` (prediction), then
+   :func:`mark_gradients` (which steps need an input gradient, which add into a shared layer's
+   gradients; the backward pass stops at :func:`first_backward`, the lowest trainable step);
 3. the loss step: the fused kernels for sigmoid + BCE from logits and MSE, the reference loss
    otherwise.
 
@@ -29,12 +30,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..functional import activations
 from ..layers import Layer
 from ..losses import BinaryCrossentropy, Loss, MeanSquaredError
 from . import blas, policy
 from .elementwise import ACT_CODES
 from .steps import (
     STEP_FOR_LAYER,
+    ActivationStep,
+    BatchNormStep,
     ConvStep,
     DenseStackStep,
     DenseStep,
@@ -46,7 +50,7 @@ from .steps import (
 )
 
 __all__ = ["MODES", "Plan", "plan", "steps_for", "fuse_upsampling", "fuse_pooling", "pool_through_relu",
-           "dense_stack", "mark_gradients"]
+           "fuse_batchnorm_relu", "first_backward", "dense_stack", "mark_gradients"]
 
 MODES = ("train", "evaluate", "predict")
 Timer = Callable[[Step, str, float], None]
@@ -76,8 +80,25 @@ def steps_for(layers: list[Layer], logits: bool, training: bool, have_openblas: 
             (ho, wo, cout), cin = layer.output_shape, layer.input_shape[2]
             options["algo"] = policy.conv_algorithm(layer.kernel_size, layer.strides, cin, cout, (ho, wo), training,
                                                     have_openblas)
+        if cls is BatchNormStep and layer.channel_axis(layer.input_shape) != len(layer.input_shape):
+            cls = ReferenceStep  # the kernels normalise the last axis only
         steps.append(cls(layer, **options))
     return steps
+
+
+def fuse_batchnorm_relu(steps: list[Step]) -> list[Step]:
+    """[BatchNormStep, ActivationStep(relu)] -> [BatchNormStep(relu=layer)]: the ReLU runs in the
+    normalisation's passes (its input, the normalised values, is never written)."""
+    out: list[Step] = []
+    for step in steps:
+        before = out[-1] if out else None
+        if isinstance(step, ActivationStep) and isinstance(before, BatchNormStep) and before.relu is None \
+                and step.layer.activation.name == "relu" and not step.logits \
+                and before.layer.activity_regularizer is None and step.layer.activity_regularizer is None:
+            out[-1] = replace(before, relu=step.layer)
+        else:
+            out.append(step)
+    return out
 
 
 def fuse_upsampling(steps: list[Step]) -> list[Step]:
@@ -134,13 +155,25 @@ def dense_stack(steps: list[Step], have_openblas: bool) -> list[Step]:
     return steps
 
 
+def _trains(step: Step) -> bool:
+    """Whether fit updates any weight of the step's layers (not frozen, not moving statistics)."""
+    return any(layer.trainable_param_names() for layer in (step.layer, *getattr(step, "layers", ())))
+
+
+def first_backward(steps: list[Step]) -> int:
+    """The index of the lowest step with trainable weights (len(steps) if none): the backward
+    pass stops there, since nothing below it takes an update (a frozen encoder under a new
+    decoder runs forward only)."""
+    return next((i for i, step in enumerate(steps) if _trains(step)), len(steps))
+
+
 def mark_gradients(steps: list[Step]) -> list[Step]:
-    """The first step needs no input gradient; a shared layer's later uses (earlier in the
-    backward pass) write its gradients, its earlier uses add to them."""
-    out = []
+    """No step at or below :func:`first_backward` needs its input gradient; a shared layer's
+    later uses (earlier in the backward pass) write its gradients, its earlier uses add to them."""
+    lowest, out = first_backward(steps), []
     for i, step in enumerate(steps):
         later = any(s.layer is step.layer for s in steps[i + 1:])
-        out.append(replace(step, needs_dx=i > 0, accumulate=later))
+        out.append(replace(step, needs_dx=i > lowest, accumulate=later))
     return out
 
 
@@ -159,6 +192,7 @@ class Plan:
     steps: list[Step]
     loss: LossStep | None
     mode: str
+    first_backward: int = 0  # the backward pass runs steps[first_backward:] (see first_backward())
 
     def describe(self) -> list[str]:
         """One line per step (and the loss), e.g. for ``npae bench``'s profile."""
@@ -180,19 +214,30 @@ class Plan:
         return sum(step.layer.activity_regularizer.penalty(h) for step, h in zip(self.steps, outs)
                    if step.layer.activity_regularizer is not None)
 
-    def loss_value(self, x: np.ndarray, y: np.ndarray, ws) -> float:
-        """The loss plus every activity penalty for one batch."""
+    def _copy_output(self, last: np.ndarray, output: np.ndarray | None) -> None:
+        """output[...] = the model's output, from the last step's (its logits where the last step
+        stops there: the sigmoid is applied here, for metrics)."""
+        if output is not None:
+            logits = getattr(self.steps[-1], "logits", False)
+            output[...] = (activations.sigmoid(last) if logits else last).reshape(output.shape)
+
+    def loss_value(self, x: np.ndarray, y: np.ndarray, ws, output: np.ndarray | None = None) -> float:
+        """The loss plus every activity penalty for one batch (and the output, into ``output``)."""
         out, outs, _ = self.forward(x, ws)
+        self._copy_output(out, output)
         return self.loss.forward(out, y, ws)[0] + self._penalties(outs)
 
-    def gradients(self, x: np.ndarray, y: np.ndarray, ws, grads: dict, timer: Timer | None = None) -> float:
+    def gradients(self, x: np.ndarray, y: np.ndarray, ws, grads: dict, timer: Timer | None = None,
+                  output: np.ndarray | None = None) -> float:
         """Forward, loss and backward for one batch: fills ``grads`` (its keys only) and returns the
-        loss plus every activity penalty."""
+        loss plus every activity penalty (and the output, before the backward pass reuses its
+        buffers, into ``output``)."""
         out, outs, saved = self.forward(x, ws, timer=timer)
+        self._copy_output(out, output)
         value, loss_saved = self.loss.forward(out, y, ws)
         value += self._penalties(outs)
         g = self.loss.backward(loss_saved)
-        for i in range(len(self.steps) - 1, -1, -1):
+        for i in range(len(self.steps) - 1, self.first_backward - 1, -1):
             step = self.steps[i]
             t = time.perf_counter() if timer else 0.0
             reg = step.layer.activity_regularizer
@@ -223,10 +268,10 @@ def plan(layers: list[Layer], loss: Loss | None, logits: bool, mode: str, dtype=
     training = mode == "train"
     predicting = mode == "predict"
     steps = steps_for(layers, logits and not predicting, training, have_openblas)
-    steps = fuse_pooling(fuse_upsampling(steps))
+    steps = fuse_batchnorm_relu(fuse_pooling(fuse_upsampling(steps)))
     if training:
         steps = pool_through_relu(steps)
     if predicting:
         steps = dense_stack(steps, have_openblas)
     steps = mark_gradients(steps)
-    return Plan(steps, None if predicting or loss is None else _loss_step(loss), mode)
+    return Plan(steps, None if predicting or loss is None else _loss_step(loss), mode, first_backward(steps))

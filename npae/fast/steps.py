@@ -12,23 +12,37 @@ other); how a step differs from running its layers one by one is in its docstrin
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from ..functional import conv_transpose
+from ..functional.batchnorm import moving_average
 from ..functional.conv import output_size
-from ..layers import Activation, Conv2D, Dense, Flatten, MaxPooling2D, Reshape, UpSampling2D
+from ..layers import (
+    Activation,
+    BatchNormalization,
+    Conv2D,
+    Conv2DTranspose,
+    Dense,
+    Flatten,
+    MaxPooling2D,
+    Reshape,
+    UpSampling2D,
+)
 from ..layers.base import Layer, param_key
-from . import conv_direct, conv_gemm, conv_im2col, dense_stack, winograd
+from . import batchnorm, conv_direct, conv_gemm, conv_im2col, dense_stack, winograd
+from .blas import matmul
 from .elementwise import ACT_CODES, act_backward, bias_act_forward, mse_with_grad, sigmoid_bce_with_grad
 from .policy import PATCH_BLOCK_BYTES, ConvAlgo
 from .pool import argmax_dtype, maxpool_backward, maxpool_forward
 from .upsample import upsample_backward, upsample_forward
 
-__all__ = ["Step", "DenseStep", "ConvStep", "PoolStep", "UpsampleStep", "ActivationStep", "ReshapeStep",
-           "ReferenceStep", "DenseStackStep", "LossStep", "STEP_FOR_LAYER"]
+__all__ = ["Step", "DenseStep", "ConvStep", "ConvTransposeStep", "BatchNormStep", "PoolStep", "UpsampleStep",
+           "ActivationStep", "ReshapeStep", "ReferenceStep", "DenseStackStep", "LossStep", "STEP_FOR_LAYER"]
 
 
 def _write(grads: dict, key: str, value: np.ndarray, accumulate: bool) -> None:
@@ -37,6 +51,12 @@ def _write(grads: dict, key: str, value: np.ndarray, accumulate: bool) -> None:
         grads[key] += value
     else:
         grads[key][...] = value
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros(n: int, dtype: str) -> np.ndarray:
+    """n zeros of ``dtype``, made once: the bias of a layer without one (read, never written)."""
+    return np.zeros(n, dtype)
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
@@ -125,7 +145,7 @@ class _Activated(Step):
 
     def _bias(self, dtype) -> np.ndarray:
         bias = self.layer.params.get("bias")
-        return np.zeros(self.layer.output_shape[-1], dtype) if bias is None else bias
+        return _zeros(self.layer.output_shape[-1], np.dtype(dtype).name) if bias is None else bias
 
 
 @dataclass(eq=False)
@@ -136,7 +156,7 @@ class DenseStep(_Activated):
     def forward(self, x, ws, dest):
         w = self.layer.params["kernel"]
         z = self._out(ws, (x.shape[0], w.shape[1]), x.dtype, dest)
-        np.matmul(x, w, out=z)
+        matmul(x, w, z)
         a, act_cache = self._activate(z, self._bias(x.dtype))
         return a, (x, a, act_cache)
 
@@ -147,13 +167,10 @@ class DenseStep(_Activated):
         w = self.layer.params["kernel"]
         key = param_key(self.layer, "kernel")
         if key in grads:
-            if self.accumulate:
-                grads[key] += x.T @ g
-            else:
-                np.matmul(x.T, g, out=grads[key])
+            matmul(x.T, g, grads[key], accumulate=self.accumulate)
         if not self.needs_dx:
             return None
-        return np.matmul(g, w.T, out=ws.grad_array(x.shape, g.dtype, busy=g))
+        return matmul(g, w.T, ws.grad_array(x.shape, g.dtype, busy=g))
 
 
 @dataclass(eq=False)
@@ -164,7 +181,7 @@ class ActivationStep(_Activated):
     def forward(self, x, ws, dest):
         z = self._out(ws, x.shape, x.dtype, dest)
         np.copyto(z, x)
-        a, act_cache = self._activate(z, np.zeros(x.shape[-1], x.dtype))
+        a, act_cache = self._activate(z, _zeros(x.shape[-1], x.dtype.name))
         return a, (a, act_cache)
 
     def backward(self, g, saved, ws, grads):
@@ -333,9 +350,116 @@ class ConvStep(_Activated):
         elif self.algo is ConvAlgo.WINOGRAD:
             winograd.backward(x, g4, kernel, geom.pt, geom.pl, dw, dx, self._scratch_of(ws, g2.dtype), up, argmax)
         else:
-            conv_im2col.backward(x, g2, kernel, geom, up, dw, dx, ws, self, kept, self.block_bytes)
+            conv_im2col.backward(x, g2, kernel, geom, up, dw if want_dw else None, dx, ws, self, kept,
+                                 self.block_bytes)
         if want_dw and self.accumulate:
             grads[key] += dw
+        return dx
+
+
+@dataclass(eq=False)
+class ConvTransposeStep(_Activated):
+    """A Conv2DTranspose, as the adjoint of the convolution it transposes (see
+    :mod:`npae.functional.conv_transpose`): that convolution maps (Ho, Wo, filters) images to the
+    layer's (H, W, Cin) inputs with the layer's kernel, strides and crop as its padding. So
+
+        forward         z = conv^T(x): the convolution's input-gradient pass with x as its output
+                        gradient (conv_im2col.backward, no kernel gradient); then act(z + bias)
+        input gradient  dx = conv(dz): the convolution's forward pass (conv_im2col.forward)
+        kernel grad.    dK = im2col(dz)^T x: the convolution's kernel gradient with dz as its
+                        input and x as its output gradient (the patches of the last block of
+                        dz are reused from the input-gradient pass).
+    """
+
+    block_bytes: int = PATCH_BLOCK_BYTES
+
+    @cached_property
+    def _geometry(self) -> conv_im2col.Geometry:
+        layer = self.layer
+        (h, w, _), (kh, kw), (sh, sw) = layer.input_shape, layer.kernel_size, layer.strides
+        ph, pw = layer.output_padding or (None, None)
+        pt = conv_transpose.output_size(h, kh, sh, layer.padding, ph)[1]
+        pl = conv_transpose.output_size(w, kw, sw, layer.padding, pw)[1]
+        return conv_im2col.Geometry(h, w, pt, pl, kh, kw, sh, sw)
+
+    def forward(self, x, ws, dest):
+        layer = self.layer
+        z = self._out(ws, (x.shape[0], *layer.output_shape), x.dtype, dest)
+        x2 = _rows(np.ascontiguousarray(x))  # the convolution's output gradient (N*H*W, Cin)
+        conv_im2col.backward(z, x2, layer.params["kernel"], self._geometry, (1, 1), None, z, ws, self, None,
+                             self.block_bytes)  # z's values are not read: it is the shape and the output
+        a, act_cache = self._activate(z, self._bias(x.dtype))
+        return a, (x, a, act_cache)
+
+    def backward(self, g, saved, ws, grads):
+        x, a, act_cache = saved
+        kernel, geom = self.layer.params["kernel"], self._geometry
+        g2 = _rows(self._deactivate(np.ascontiguousarray(g), a, act_cache))  # dL/dz (N*Ho*Wo, filters)
+        self._bias_grad(g2, ws, grads)
+        dz = g2.reshape(a.shape)
+        dx, kept = None, None
+        if self.needs_dx:
+            dx = ws.grad_array(x.shape, g2.dtype, busy=g2)
+            kept = conv_im2col.forward(dz, kernel, geom, (1, 1), _rows(dx), ws, self, self.block_bytes)
+        key = param_key(self.layer, "kernel")
+        if key in grads:
+            dw = ws.buffer((self, "dw"), kernel.shape, kernel.dtype) if self.accumulate else grads[key]
+            conv_im2col.backward(dz, _rows(np.ascontiguousarray(x)), kernel, geom, (1, 1), dw, None, ws, self, kept,
+                                 self.block_bytes)
+            if self.accumulate:
+                grads[key] += dw
+        return dx
+
+
+@dataclass(eq=False)
+class BatchNormStep(Step):
+    """A BatchNormalization over the last axis (:mod:`npae.fast.batchnorm`'s kernels): the batch's
+    statistics in training (and the moving ones updated, as the layer does), the moving ones in
+    inference or when the layer is frozen (Keras's rule). With ``relu`` (a ReLU layer after it,
+    fused by the planner) the ReLU runs in the same passes and its own output is never written."""
+
+    relu: Layer | None = None
+
+    def describe(self):
+        return f"BatchNormStep({self.layer.name}{', ' + self.relu.name if self.relu is not None else ''})"
+
+    def output_shape(self):
+        return self.layer.output_shape
+
+    def forward(self, x, ws, dest):
+        layer, p, dtype = self.layer, self.layer.params, x.dtype
+        x2 = _rows(np.ascontiguousarray(x))
+        out = self._out(ws, x.shape, dtype, dest)
+        batch = self.training and layer.trainable
+        if batch:
+            mean64, var64 = batchnorm.batch_stats(x2)
+            mean, var = mean64.astype(dtype), var64.astype(dtype)
+            for k, stat in (("moving_mean", mean), ("moving_variance", var)):
+                p[k][...] = moving_average(p[k], stat, layer.momentum)
+        else:
+            mean, var = p["moving_mean"], p["moving_variance"]
+        inv = (1.0 / np.sqrt(var + dtype.type(layer.epsilon))).astype(dtype)
+        gamma, beta = p.get("gamma"), p.get("beta")
+        scale = inv * gamma if gamma is not None else inv
+        shift = beta if beta is not None else _zeros(x2.shape[1], dtype.name)
+        batchnorm.normalize(x2, mean, scale, shift, self.relu is not None, _rows(out))
+        return out, (x2, out, mean, inv, scale, batch)
+
+    def backward(self, g, saved, ws, grads):
+        x2, out, mean, inv, scale, batch = saved
+        g2, a2, relu = _rows(np.ascontiguousarray(g)), _rows(out), self.relu is not None
+        keys = {name: param_key(self.layer, name) for name in ("gamma", "beta")}
+        wanted = [name for name, key in keys.items() if key in grads]
+        sums = batchnorm.backward_sums(g2, a2, x2, mean, inv, relu) if batch or wanted else None
+        for name in wanted:  # dL/dgamma = sum dy * xhat, dL/dbeta = sum dy
+            _write(grads, keys[name], sums[1 if name == "gamma" else 0].astype(g2.dtype), self.accumulate)
+        if not self.needs_dx:
+            return None
+        dx = ws.grad_array(g.shape, g2.dtype, busy=g2)
+        if batch:
+            batchnorm.backward_dx(g2, a2, x2, mean, inv, scale, sums, relu, _rows(dx))
+        else:
+            batchnorm.affine_dx(g2, a2, scale, relu, _rows(dx))
         return dx
 
 
@@ -374,7 +498,7 @@ class DenseStackStep(Step):
     def forward(self, x, ws, dest):
         out = self._out(ws, (x.shape[0], self.layers[-1].units), x.dtype, dest)
         kernels = [layer.params["kernel"] for layer in self.layers]
-        biases = [layer.params.get("bias", np.zeros(layer.units, x.dtype)) for layer in self.layers]
+        biases = [layer.params.get("bias", _zeros(layer.units, x.dtype.name)) for layer in self.layers]
         acts = [ACT_CODES[layer.activation.name] for layer in self.layers]
         if dense_stack.forward(x, kernels, biases, acts, out, lambda size: ws.take_scratch(self, size, x.dtype)) \
                 is None:
@@ -409,5 +533,6 @@ class LossStep:
         return self.loss.backward(saved) if self.kind == "reference" else saved
 
 
-STEP_FOR_LAYER = {Dense: DenseStep, Conv2D: ConvStep, MaxPooling2D: PoolStep, UpSampling2D: UpsampleStep,
+STEP_FOR_LAYER = {Dense: DenseStep, Conv2D: ConvStep, Conv2DTranspose: ConvTransposeStep,
+                  BatchNormalization: BatchNormStep, MaxPooling2D: PoolStep, UpSampling2D: UpsampleStep,
                   Activation: ActivationStep, Flatten: ReshapeStep, Reshape: ReshapeStep}

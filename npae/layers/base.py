@@ -239,10 +239,10 @@ class Layer:
         if not isinstance(inputs, SymbolicTensor):
             return self.forward(inputs, training)[0]
         if not self.built:
-            self.build(inputs.shape)
-        elif tuple(inputs.shape) != self.input_shape:
+            self.build(inputs.sample_shape)
+        elif inputs.sample_shape != self.input_shape:
             raise ValueError(f"{self.name} was built for input shape {self.input_shape} and cannot be called on "
-                             f"a tensor of shape {tuple(inputs.shape)}")
+                             f"a tensor of shape {inputs.shape}")
         return SymbolicTensor(self.output_shape, layer=self, parent=inputs)
 
     def __repr__(self) -> str:
