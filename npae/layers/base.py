@@ -125,7 +125,11 @@ class Layer:
         return {}
 
     def _create_params(self, input_shape, rng) -> None:
-        """Layers with weights fill ``self.params`` here."""
+        """Fill ``self.params``: each weight of :meth:`weight_shapes`, in its order, drawn by the
+        layer's ``<weight name>_initializer`` (Keras's naming: ``kernel_initializer``,
+        ``gamma_initializer``, ...). A layer whose weights are made otherwise overrides this."""
+        for key, shape in self.weight_shapes(input_shape).items():
+            self.params[key] = getattr(self, f"{key}_initializer")(shape, self.dtype, rng)
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Output shape (no batch axis) for an input shape, without running the layer."""

@@ -78,12 +78,6 @@ class Conv2DTranspose(Layer):
         kernel = (*self.kernel_size, self.filters, image_shape(self, input_shape)[2])
         return {"kernel": kernel, **({"bias": (self.filters,)} if self.use_bias else {})}
 
-    def _create_params(self, input_shape, rng):
-        shapes = self.weight_shapes(input_shape)
-        self.params["kernel"] = self.kernel_initializer(shapes["kernel"], self.dtype, rng)
-        if self.use_bias:
-            self.params["bias"] = self.bias_initializer(shapes["bias"], self.dtype, rng)
-
     def forward(self, x, training=False, logits=False):
         """a (N, Ho, Wo, filters), cache; with ``logits``, z = conv_transpose(x) + bias instead of a."""
         x = self._check_input(x)

@@ -83,11 +83,6 @@ class Dense(Layer):
     def weight_shapes(self, input_shape):
         return {"kernel": (input_shape[0], self.units), **({"bias": (self.units,)} if self.use_bias else {})}
 
-    def _create_params(self, input_shape, rng):
-        self.params["kernel"] = self.kernel_initializer((input_shape[0], self.units), self.dtype, rng)
-        if self.use_bias:
-            self.params["bias"] = self.bias_initializer((self.units,), self.dtype, rng)
-
     def forward(self, x, training=False, logits=False):
         """a (N, units), cache; with ``logits``, z = x @ kernel + bias instead of a."""
         x = self._check_input(x)

@@ -96,12 +96,6 @@ class BatchNormalization(Layer):
         names = [k for k, on in (("gamma", self.scale), ("beta", self.center)) if on]
         return {k: shape for k in [*names, "moving_mean", "moving_variance"]}
 
-    def _create_params(self, input_shape, rng):
-        inits = {"gamma": self.gamma_initializer, "beta": self.beta_initializer,
-                 "moving_mean": self.moving_mean_initializer, "moving_variance": self.moving_variance_initializer}
-        for k, shape in self.weight_shapes(input_shape).items():
-            self.params[k] = inits[k](shape, self.dtype, rng)
-
     # -- computation ---------------------------------------------------------------------------
     def forward(self, x, training=False):
         """y like x, and the cache. In training (and not frozen) the batch statistics normalise and
