@@ -197,66 +197,80 @@ def check_layer(layer, x: np.ndarray | None = None, input_shape=None, batch_size
     ----------
     layer : any npae layer; a float64 copy is checked, the original is untouched.
     x : input batch (N, *input_shape); default standard-normal of shape (batch_size, *input_shape).
-    input_shape : the shape without batch axis, if ``x`` is not given and the layer is unbuilt.
+        For a layer with ``many_inputs`` (a merge), a list of input batches, one per input.
+    input_shape : the shape without batch axis, if ``x`` is not given and the layer is unbuilt
+        (for a layer with ``many_inputs``, a list of shapes).
     mode : 'full' (every element) or 'projection' (``n_projections`` random directions per tensor).
     raise_on_failure : raise :class:`GradcheckError` naming the tensor and index.
 
     Returns
     -------
-    GradcheckReport with one row per tensor ('input', then each parameter).
+    GradcheckReport with one row per tensor ('input', or 'input 0', 'input 1', ... for a layer
+    with ``many_inputs``, then each parameter). The invariants cover every input.
     """
     rng = np.random.default_rng(seed)
     layer = copy.deepcopy(layer)
+    many = bool(getattr(layer, "many_inputs", False))
     if x is None:
         shape = input_shape or layer.input_shape
         if shape is None:
             raise ValueError("check_layer: give x or input_shape for an unbuilt layer")
-        x = rng.standard_normal((batch_size, *shape))
-    x = np.array(x, dtype=np.float64)
+        xs = [rng.standard_normal((batch_size, *s)) for s in (shape if many else [shape])]
+    elif many and not isinstance(x, (list, tuple)):
+        raise ValueError(f"check_layer: {type(layer).__name__} takes a list of inputs; give x as a list of arrays")
+    else:
+        xs = [np.array(a, dtype=np.float64) for a in (x if many else [x])]
     if not layer.built:
-        layer.build(x.shape[1:], rng=rng)
+        layer.build([a.shape[1:] for a in xs] if many else xs[0].shape[1:], rng=rng)
     layer.astype(np.float64)
+    arg = xs if many else xs[0]  # what forward gets: the arrays below are perturbed in place
     reg = layer.activity_regularizer
     rngs = _rng_states([layer])  # every forward pass below draws the same noise
     _restore(rngs)
-    out, _ = layer.forward(x, training=True)
+    out, _ = layer.forward(arg, training=True)
     u = rng.standard_normal(out.shape)
 
     def f() -> float:
         _restore(rngs)
-        out, _ = layer.forward(x, training=True)
+        out, _ = layer.forward(arg, training=True)
         return float(np.sum(u * out)) + (reg.penalty(out) if reg is not None else 0.0)
 
     def backward(g):
         _restore(rngs)
-        out, cache = layer.forward(x, training=True)
+        out, cache = layer.forward(arg, training=True)
         if reg is not None:
             g = g + reg.gradient(out)
         dx, grads = layer.backward(g, cache)
         missing = [k for k in layer.params if k not in grads]
         if missing:
             raise GradcheckError(f"{layer.name}.backward returned no gradient for {missing}")
-        return [np.array(dx, copy=True), *(np.array(grads[k], copy=True) for k in layer.params)]
+        dxs = list(dx) if many else [dx]
+        if many and [np.shape(d) for d in dxs] != [a.shape for a in xs]:
+            raise GradcheckError(f"{layer.name}.backward returned input gradients of shapes "
+                                 f"{[np.shape(d) for d in dxs]} for inputs of shapes {[a.shape for a in xs]}")
+        return [*(np.array(d, copy=True) for d in dxs), *(np.array(grads[k], copy=True) for k in layer.params)]
 
     def kinks():
         _restore(rngs)
-        out, cache = layer.forward(x, training=True)
+        out, cache = layer.forward(arg, training=True)
         masks = layer.kinks(cache)
         if reg is not None and (m := reg.kink(out)) is not None:
             masks = [*masks, m]
         return masks
 
-    x_before = x.copy()
+    xs_before = [a.copy() for a in xs]
     grads = backward(u)
     report = GradcheckReport(eps=eps, atol=atol, rtol=rtol)
-    report.invariants["forward leaves its input unchanged"] = bool(np.array_equal(x, x_before))
+    report.invariants[f"forward leaves its input{'s' if many else ''} unchanged"] = all(
+        np.array_equal(a, b) for a, b in zip(xs, xs_before))
     again = backward(u)
     report.invariants["backward twice gives the same result"] = all(np.array_equal(a, b) for a, b in zip(grads, again))
     u2 = rng.standard_normal(u.shape)
     g2, gm = backward(u2), backward(0.3 * u + 0.7 * u2)
     report.invariants["backward is affine in the upstream gradient"] = all(
         np.allclose(m, 0.3 * a + 0.7 * b, rtol=1e-9, atol=1e-12) for m, a, b in zip(gm, grads, g2))
-    tensors = [("input", x), *((f"{layer.name}.{k}", v) for k, v in layer.params.items())]
+    names = [f"input {i}" for i in range(len(xs))] if many else ["input"]
+    tensors = [*zip(names, xs), *((f"{layer.name}.{k}", v) for k, v in layer.params.items())]
     for (name, t), g in zip(tensors, grads):
         report.checks.append(_check_tensor(name, t, g, f, kinks, eps, atol, rtol, mode, n_projections, rng))
     return report.raise_if_failed() if raise_on_failure else report

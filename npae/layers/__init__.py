@@ -10,6 +10,22 @@ from .base import Layer
 from .conv import Conv2D, Convolution2D
 from .conv_transpose import Conv2DTranspose, Convolution2DTranspose
 from .core import Dense, Input, InputLayer
+from .merging import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
 from .noise import Dropout, GaussianNoise
 from .normalization import BatchNormalization
 from .pooling import MaxPool2D, MaxPooling2D, UpSampling2D
@@ -19,11 +35,14 @@ __all__ = [
     "Input", "Layer", "InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "Flatten", "Reshape",
     "Conv2D", "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "MaxPooling2D", "MaxPool2D",
     "UpSampling2D", "BatchNormalization", "Dropout", "GaussianNoise", "deserialize", "serialize",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+    "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate",
 ]
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (Dense, Activation, ReLU, LeakyReLU, Flatten, Reshape, Conv2D,
                                                Conv2DTranspose, MaxPooling2D, UpSampling2D, BatchNormalization,
-                                               Dropout, GaussianNoise)}
+                                               Dropout, GaussianNoise, Add, Subtract, Multiply, Average,
+                                               Maximum, Minimum, Concatenate)}
 
 
 def serialize(layer: Layer) -> dict:
