@@ -46,17 +46,23 @@ def ratio(npae_rate: float, peer_rate: float | None) -> float | None:
 def flops_per_sample(model) -> int:
     """Training FLOPs per sample: 3x the forward multiply-adds x 2 (forward, and the two backward
     GEMMs of the same size), as im2col + GEMM would do them. Dense: 2*in*out; Conv2D:
-    2*Ho*Wo*kh*kw*Cin*Cout. (Winograd's and the upsampling-folded layers do fewer.)"""
-    from .layers import Conv2D, Dense
+    2*Ho*Wo*kh*kw*Cin*Cout; Conv2DTranspose: 2*H*W*kh*kw*Cin*Cout (every input pixel scattered).
+    A layer applied twice counts twice. (Winograd's and the upsampling-folded layers do fewer.)"""
+    from .layers import Conv2D, Conv2DTranspose, Dense
 
     forward = 0
-    for layer in model.layers:
+    for op in model.flat.ops:
+        layer = op.layer
         if isinstance(layer, Dense):
             forward += 2 * layer.input_shape[0] * layer.units
         elif isinstance(layer, Conv2D):
             ho, wo, cout = layer.output_shape
             kh, kw = layer.kernel_size
             forward += 2 * ho * wo * kh * kw * layer.input_shape[2] * cout
+        elif isinstance(layer, Conv2DTranspose):
+            h, w, cin = layer.input_shape
+            kh, kw = layer.kernel_size
+            forward += 2 * h * w * kh * kw * cin * layer.filters
     return 3 * forward
 
 
@@ -164,14 +170,14 @@ def _torch_model(name):
             prev = u
         return layers
 
+    class Crop(nn.Module):  # TF's 'same' transposed convolution keeps the first 2n of 2n + 1
+        def forward(self, x):
+            return x[..., :-1, :-1]
+
     if name == "transposed":  # npae's autoencoders.transposed; 'same' at stride 2 pads as TF does
         class Noise(nn.Module):
             def forward(self, x):
                 return x + 0.2 * torch.randn_like(x) if self.training else x
-
-        class Crop(nn.Module):  # TF's 'same' transposed convolution keeps the first 2n of 2n + 1
-            def forward(self, x):
-                return x[..., :-1, :-1]
 
         def bn(c):  # Keras's defaults: momentum 0.99 (PyTorch counts it the other way), epsilon 1e-3
             return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
@@ -332,10 +338,12 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
     training steps, plus the optimizer step, after one untimed step (which loads the compiled
     kernels). A step may run several layers (a convolution with the pooling after it): its
     description says which."""
+    from .fast.path import running_kernels
+
     model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=True)
     path, grads, params = model.path, model.gradients(), model.parameters()
-    plan = path.plan("train")
-    x = np.ascontiguousarray(x, dtype=model.dtype)
+    plan, ws = path.plan("train"), path.workspace("train")
+    x = [np.ascontiguousarray(x, dtype=model.dtype)]
     path.gradients(x, x, grads)
     times: dict = {step: [0.0, 0.0] for step in plan.steps}
 
@@ -344,7 +352,8 @@ def layer_profile(model, x, steps: int = 10) -> list[dict]:
 
     opt_t = 0.0
     for _ in range(steps):
-        path.gradients(x, x, grads, timer=timer)
+        with running_kernels():
+            plan.gradients(x, x, ws, grads, timer)
         t = time.perf_counter()
         path.step(model.optimizer, params, grads)
         opt_t += time.perf_counter() - t

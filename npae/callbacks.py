@@ -88,10 +88,12 @@ def verbosity(verbose, where: str) -> int:
 class ProgbarLogger(Callback):
     """Keras-like progress: ``12/235 [=>....] - ETA: 3s - loss: 0.1234`` redrawn in place on a
     terminal (verbose=1), or one summary line per epoch (verbose=2, or output not a terminal).
-    ``epochs=None``: one pass without an "Epoch i/n" line (evaluate, predict)."""
+    ``epochs=None``: one pass without an "Epoch i/n" line (evaluate, predict). ``steps=None``: the
+    number of batches is not known (a generator without steps_per_epoch): ``12/Unknown``."""
 
-    def __init__(self, verbose: int = 1, epochs: int | None = 1, steps: int = 1, stream=None):
+    def __init__(self, verbose: int = 1, epochs: int | None = 1, steps: int | None = 1, stream=None):
         self.verbose, self.epochs, self.steps = verbose, epochs, steps
+        self._done = 0
         self.stream = stream or sys.stdout
         self.live = verbose == 1 and getattr(self.stream, "isatty", lambda: False)()
 
@@ -103,6 +105,8 @@ class ProgbarLogger(Callback):
             self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
 
     def _bar(self, done: int) -> str:
+        if self.steps is None:
+            return f"{done}/Unknown"
         width = 30
         fill = int(width * done / self.steps)
         arrow = ">" if done < self.steps else "="
@@ -110,21 +114,25 @@ class ProgbarLogger(Callback):
 
     def on_batch_end(self, batch, logs=None):
         now = time.perf_counter()
+        self._done = batch + 1
         if batch == 0:
             self._after_first = now
         if not self.live:
             return
         self._recent.append((batch + 1, now))
-        if now - self._last_draw < 0.1 and batch + 1 < self.steps:
+        if now - self._last_draw < 0.1 and (self.steps is None or batch + 1 < self.steps):
             return
         self._last_draw = now
         # the pace of the last 20 batches: the first batches of a run are slower (kernels loading
         # or compiling, or the reference path while the fast path compiles) and should not
         # inflate the ETA
         (done0, t0), (done1, t1) = self._recent[0], self._recent[-1]
-        eta = (t1 - t0) / max(done1 - done0, 1) * (self.steps - batch - 1)
         shown = "".join(f" - {k}: {v:.4f}" for k, v in (logs or {}).items())
-        self.stream.write(f"\r{self._bar(batch + 1)} - ETA: {eta:.0f}s{shown}")
+        if self.steps is None:
+            self.stream.write(f"\r{self._bar(batch + 1)}{shown}")
+        else:
+            eta = (t1 - t0) / max(done1 - done0, 1) * (self.steps - batch - 1)
+            self.stream.write(f"\r{self._bar(batch + 1)} - ETA: {eta:.0f}s{shown}")
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -132,12 +140,13 @@ class ProgbarLogger(Callback):
             return
         now = time.perf_counter()
         took = now - self._start
+        steps = self.steps if self.steps is not None else max(self._done, 1)
         # per step: the batches after the first (which may have waited for the compiler), where
         # there are such batches (the epoch's total time includes the first)
         after = getattr(self, "_after_first", None)
-        per_step = (now - after) / (self.steps - 1) if self.steps > 1 and after is not None else took / self.steps
+        per_step = (now - after) / (steps - 1) if steps > 1 and after is not None else took / steps
         metrics = "".join(f" - {k}: {v:.4f}" for k, v in (logs or {}).items())
-        prefix = ("\r" + self._bar(self.steps) + " - ") if self.live else f"{self.steps}/{self.steps} - "
+        prefix = ("\r" + f"{steps}/{steps} [" + "=" * 30 + "] - ") if self.live else f"{steps}/{steps} - "
         self.stream.write(f"{prefix}{took:.0f}s {1000 * per_step:.0f}ms/step{metrics}\n")
         self.stream.flush()
 
@@ -362,7 +371,8 @@ class TensorBoard(Callback):
 class CallbackList:
     """The callbacks of one ``fit``: History first, the user's, TerminateOnNaN and the progress bar."""
 
-    def __init__(self, callbacks, model, verbose: int, epochs: int, steps: int, metrics: list[str] | None = None):
+    def __init__(self, callbacks, model, verbose: int, epochs: int, steps: int | None,
+                 metrics: list[str] | None = None):
         if callbacks is not None and not isinstance(callbacks, (list, tuple)):
             raise TypeError(f"callbacks must be a list of npae.callbacks.Callback instances, got "
                             f"{type(callbacks).__name__}")

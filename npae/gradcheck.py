@@ -296,12 +296,22 @@ def check_loss(loss, y_pred: np.ndarray, y_true: np.ndarray, eps: float = EPS, a
     return report.raise_if_failed() if raise_on_failure else report
 
 
-def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = EPS, atol: float = ATOL, rtol: float = RTOL,
+def _float64(data):
+    """Arrays (or a list or dict of them, for a model with several inputs or outputs) in float64."""
+    if isinstance(data, dict):
+        return {k: _float64(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)) and data and all(isinstance(v, np.ndarray) or v is None for v in data):
+        return [None if v is None else np.asarray(v, dtype=np.float64) for v in data]
+    return np.asarray(data, dtype=np.float64)
+
+
+def check_model(model, x, y, eps: float = EPS, atol: float = ATOL, rtol: float = RTOL,
                 mode: str = "full", n_projections: int = 6, seed: int = 0, randomize_biases: bool = True,
                 raise_on_failure: bool = True, jit_compile: bool | None = None) -> GradcheckReport:
-    """Check every trainable parameter's gradient of a compiled model's training loss (loss +
-    penalties), on the model's path, or on the one ``jit_compile`` names (False: the reference
-    path, True: the fast path).
+    """Check every trainable parameter's gradient of a compiled model's training objective (the
+    weighted losses of its outputs + penalties), on the model's path, or on the one
+    ``jit_compile`` names (False: the reference path, True: the fast path). ``x`` and ``y`` are
+    what ``fit`` takes (lists or dicts for several inputs or outputs).
 
     The model is copied and cast to float64. Keras initialises biases to zero, which puts every
     ReLU unit whose inputs are all zero exactly on its kink (z = 0, no derivative); with
@@ -313,13 +323,13 @@ def check_model(model, x: np.ndarray, y: np.ndarray, eps: float = EPS, atol: flo
     model = copy.deepcopy(model)
     model.astype(np.float64)
     if jit_compile is not None:
-        model.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=jit_compile)
+        model.jit_compile = jit_compile
     if randomize_biases:
         for key, p in model.parameters().items():
             if key.endswith("/bias"):
                 p[...] = rng.normal(0.0, 0.1, p.shape)
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    rngs = _rng_states(model.layers)  # every forward pass below draws the same noise
+    x, y = _float64(x), _float64(y)
+    rngs = _rng_states(model.leaf_layers())  # every forward pass below draws the same noise
     _restore(rngs)
     model.compute_gradients(x, y)
     grads = {k: g.copy() for k, g in model.gradients().items()}

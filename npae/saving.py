@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 
 import numpy as np
@@ -30,7 +31,8 @@ import numpy as np
 __all__ = ["ModelFileError", "FORMAT", "VERSION", "MAX_CONFIG_BYTES", "MAX_DEFLATE_RATIO", "atomic_write",
            "write_model_file", "ModelFile", "remove_stale_temporaries"]
 
-FORMAT, VERSION = "npae-model", 1
+FORMAT, VERSION = "npae-model", 2
+READS = (1, 2)  # version 1: a chain's description (npae 0.3); 2: a graph's
 MAX_CONFIG_BYTES = 16 * 2**20  # a description is a few KB; more is not an npae model
 MAX_DEFLATE_RATIO = 50  # float weights compress by a few percent; a member that inflates more is a bomb
 _TEMP_PREFIX = ".tmp-"
@@ -192,7 +194,8 @@ class ModelFile:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
             else:
                 raise ValueError(f"unknown .npy format version {version}")
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as err:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError, SyntaxError, tokenize.TokenError,
+                MemoryError, RecursionError) as err:  # (NumPy parses the header as a Python literal)
             raise self._error(f"entry {name!r} is not a readable array: {err}") from None
         if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
             raise self._error(f"entry {name!r} holds {dtype} values: npae files hold plain numbers only")
@@ -228,12 +231,15 @@ class ModelFile:
             config = json.loads(text)
         except json.JSONDecodeError as err:
             raise self._error(f"the model description is not valid JSON: {err}") from None
+        except RecursionError:
+            raise self._error("the model description nests values too deeply to be a model's") from None
         if not isinstance(config, dict):
             raise self._error(f"the model description must be a JSON object, got {type(config).__name__}")
         if config.get("format") != FORMAT:
             raise self._error(f"unknown format {config.get('format')!r}")
-        if config.get("version") != VERSION:
-            raise self._error(f"format version {config.get('version')!r}, this npae reads {VERSION}")
+        if config.get("version") not in READS:
+            raise self._error(f"format version {config.get('version')!r}, this npae reads versions "
+                              f"{', '.join(map(str, READS))}")
         return config
 
     def check(self, name: str, shape: tuple[int, ...]) -> np.dtype:

@@ -25,6 +25,7 @@ import numpy as np
 from . import optimizers
 from .fast import blas, warm
 from .models import model_from_config
+from .models.files import compile_arguments
 
 __all__ = ["main"]
 
@@ -32,11 +33,13 @@ __all__ = ["main"]
 def _compile(description: dict) -> None:
     """Run every kernel the described model's plans use, on tiny data."""
     model = model_from_config(description)
-    comp = description.get("compile") or {}
-    x = np.full((2, *model.input_shape[1:]), 0.5, model.dtype)
-    y = np.full((2, *model.output_shape[1:]), 0.5, model.dtype)
-    model.compile(optimizer=optimizers.get(comp.get("optimizer") or "adam"), loss=comp.get("loss") or "mse",
-                  jit_compile=True)
+    comp = description.get("compile")
+    x = [np.full((2, *t.shape[1:]), 0.5, model.dtype) for t in model.inputs]
+    y = [np.full((2, *t.shape[1:]), 0.5, model.dtype) for t in model.outputs]
+    if comp is not None:
+        model.compile(**{**compile_arguments(comp), "jit_compile": True, "metrics": None})
+    else:
+        model.compile(optimizer=optimizers.get("adam"), loss="mse", jit_compile=True)
     model.fit(x, y, epochs=1, batch_size=2, verbose=0)
     model.evaluate(x, y, verbose=0)
     model.predict(x, verbose=0)

@@ -85,10 +85,15 @@ def rewrite_config(path, out, change):
     np.savez(out, **arrays)
 
 
+def first(config, class_name):
+    """The config of the description's first layer of ``class_name``."""
+    return next(spec["config"] for spec in config["layers"] if spec["class_name"] == class_name)
+
+
 @pytest.mark.parametrize("change", [
-    lambda c: c["layers"][0]["config"].update(units=20_000_000),
-    lambda c: c["layers"][0]["config"].update(units=10**9),
-    lambda c: c.update(input_shape=[10**12]),
+    lambda c: first(c, "Dense").update(units=20_000_000),
+    lambda c: first(c, "Dense").update(units=10**9),
+    lambda c: first(c, "InputLayer").update(input_shape=[10**12]),
 ], ids=["Dense(20M)", "Dense(1e9)", "input_shape 1e12"])
 def test_a_description_that_asks_for_huge_weights_is_refused_at_once(tmp_path, change):
     rewrite_config(saved(tmp_path), tmp_path / "bomb.npz", change)

@@ -47,11 +47,11 @@ def test_old_keras_spelling_and_sequential():
     assert s2.count_params() == 3 * 5 + 5 + 5 + 1
 
 
-def test_unsupported_graphs_are_errors_at_construction():
-    a, b = Input(shape=(3,)), Input(shape=(3,))
-    with pytest.raises(ValueError, match="exactly one tensor as inputs, got 2"):
+def test_graphs_that_are_not_models_are_errors_at_construction():
+    a, b = Input(shape=(3,), name="a"), Input(shape=(3,), name="b")
+    with pytest.raises(ValueError, match="the input 'b' feeds nothing"):
         Model([a, b], Dense(1)(a))
-    with pytest.raises(ValueError, match="not computed from the given input"):
+    with pytest.raises(ValueError, match="not all computed from the given inputs: .* needs the Input 'b'"):
         Model(a, Dense(1)(b))
 
 

@@ -5,7 +5,8 @@ in :mod:`npae.layers` or :mod:`npae.functional` imports this package: the layers
 computed, and the fast path reads them (their configuration and weights) to decide how.
 
     policy.py     pure functions: which convolution algorithm, which fusions apply
-    planner.py    layers + loss + mode -> a Plan of typed steps (steps.py), by rewrite rules
+    planner.py    graph + losses + mode -> a Plan of typed steps (steps.py), by rewrite rules
+    plan.py       the Plan: segments of steps over the graph's tensors, and their runs
     memory.py     the buffers a plan runs in, one workspace per mode (train, evaluate, predict)
                   and thread
     path.py       FastPath: what a Model calls (plans, workspaces)
@@ -19,6 +20,7 @@ computed, and the fast path reads them (their configuration and weights) to deci
 """
 
 from .path import FastPath
-from .planner import Plan, plan
+from .plan import Plan
+from .planner import plan
 
 __all__ = ["FastPath", "Plan", "plan"]

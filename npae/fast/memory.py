@@ -42,25 +42,43 @@ class Scratch:
 
 
 class GradientArrays:
-    """The two arrays that the input gradients of a backward pass take turns in.
+    """The arrays that the input gradients of a backward pass take turns in.
 
-    A step reads its gradient from one and writes its input gradient into the other (the first
-    one that does not hold the gradient it reads; the steps take them in the same order every
-    call). Each grows, in the first call, to the largest gradient it holds.
+    A step reads its gradient from one and writes its input gradient into another: the first
+    that neither holds the gradient it reads (``busy``) nor is *held*. The plan holds a tensor's
+    gradient while it waits for the step that made the tensor (in a graph, other gradients are
+    computed meanwhile: a skip connection's, say) and for the other readers' contributions to be
+    added to it. A chain holds nothing, so its backward pass takes turns in two arrays. The steps
+    take them in the same order every call; each grows, in the first call, to the largest
+    gradient it holds.
     """
 
     def __init__(self):
         self.arrays: list[np.ndarray | None] = [None, None]
+        self.held: list[np.ndarray] = []
+
+    def hold(self, a: np.ndarray) -> None:
+        """Keep ``a`` (a tensor's gradient, or a view of one of the arrays) from being picked."""
+        self.held.append(a)
+
+    def release(self, a: np.ndarray) -> None:
+        """Let the arrays under ``a`` be picked again (``a`` is read now, or no longer needed)."""
+        for i, h in enumerate(self.held):
+            if h is a:
+                del self.held[i]
+                return
 
     def pick(self, size: int, dtype, busy: np.ndarray) -> np.ndarray:
-        """A flat array of at least ``size`` elements that does not overlap ``busy``."""
+        """A flat array of at least ``size`` elements that overlaps neither ``busy`` nor a held gradient."""
         for k, a in enumerate(self.arrays):
-            if a is not None and np.may_share_memory(a, busy):
+            if a is not None and (np.may_share_memory(a, busy) or any(np.may_share_memory(a, h) for h in self.held)):
                 continue
             if a is None or a.size < size or a.dtype != dtype:
                 a = self.arrays[k] = np.empty(size, dtype=dtype)
             return a
-        raise AssertionError("busy overlaps both gradient arrays")  # cannot happen: busy is one array
+        a = np.empty(size, dtype=dtype)  # every array is busy or held: one more
+        self.arrays.append(a)
+        return a
 
 
 class Workspace:

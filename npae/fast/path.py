@@ -9,14 +9,23 @@ import threading
 
 import numpy as np
 
-from ..layers import Layer
-from ..losses import Loss
+from ..graph import FlatGraph
+from ..paths import Head, Losses
 from . import blas, elementwise
 from .memory import Workspace
-from .planner import Plan, plan
+from .plan import Plan
+from .planner import plan
 from .runtime import KERNEL_LOCK
 
-__all__ = ["FastPath"]
+__all__ = ["FastPath", "running_kernels"]
+
+
+@contextlib.contextmanager
+def running_kernels():
+    """Hold the kernels (:data:`npae.fast.runtime.KERNEL_LOCK`: one batch at a time) with OpenBLAS
+    single-threaded (see :func:`_one_openblas_thread`), around every run of a plan."""
+    with KERNEL_LOCK, _one_openblas_thread():
+        yield
 
 
 def _one_openblas_thread():
@@ -30,12 +39,13 @@ def _one_openblas_thread():
 
 
 class FastPath:
-    """Runs a chain of layers and a loss on the fast path; the interface of
-    :class:`npae.reference.ReferencePath` (which see for the arguments)."""
+    """Runs a model's graph and its losses on the fast path (:class:`npae.paths.Path`; the
+    arguments are :class:`npae.reference.ReferencePath`'s)."""
 
-    def __init__(self, layers: list[Layer], loss: Loss | None = None, logits: bool = False):
-        self.layers, self.loss, self.logits = list(layers), loss, logits
-        self._plans: dict[str, Plan] = {}
+    def __init__(self, flat: FlatGraph, heads: list[Head] | tuple = ()):
+        self.flat, self.heads = flat, list(heads)
+        self.layers = list(dict.fromkeys(op.layer for op in flat.ops))
+        self._plans: dict = {}
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -45,14 +55,14 @@ class FastPath:
 
     def plan(self, mode: str) -> Plan:
         """The plan for "train", "evaluate" or "predict" (built on first use, and again when a
-        layer is frozen or unfrozen: the backward pass stops below the lowest trainable layer)."""
+        layer is frozen or unfrozen: the backward pass runs only where a weight trains)."""
         key = (mode, tuple(layer.trainable for layer in self.layers))
         found = self._plans.get(key)
         if found is None:
             with self._lock:
                 found = self._plans.get(key)
                 if found is None:
-                    found = self._plans[key] = plan(self.layers, self.loss, self.logits, mode, self.dtype)
+                    found = self._plans[key] = plan(self.flat, self.heads, mode, self.dtype)
         return found
 
     def workspace(self, mode: str) -> Workspace:
@@ -63,18 +73,18 @@ class FastPath:
             ws = spaces[mode] = Workspace()
         return ws
 
-    def gradients(self, x: np.ndarray, y: np.ndarray, grads: dict, timer=None, output=None) -> float:
-        with KERNEL_LOCK, _one_openblas_thread():
-            return self.plan("train").gradients(x, y, self.workspace("train"), grads, timer, output)
+    def gradients(self, xs, ys, grads: dict, outputs=None) -> Losses:
+        with running_kernels():
+            return self.plan("train").gradients(xs, ys, self.workspace("train"), grads, None, outputs)
 
-    def loss_value(self, x: np.ndarray, y: np.ndarray, training: bool = False, output=None) -> float:
+    def loss_value(self, xs, ys, training: bool = False, outputs=None) -> Losses:
         mode = "train" if training else "evaluate"
-        with KERNEL_LOCK, _one_openblas_thread():
-            return self.plan(mode).loss_value(x, y, self.workspace(mode), output)
+        with running_kernels():
+            return self.plan(mode).loss_value(xs, ys, self.workspace(mode), outputs)
 
-    def predict(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        with KERNEL_LOCK, _one_openblas_thread():
-            return self.plan("predict").predict(x, self.workspace("predict"), out)
+    def predict(self, xs, outs):
+        with running_kernels():
+            return self.plan("predict").predict(xs, self.workspace("predict"), outs)
 
     def step(self, optimizer, params: dict, grads: dict) -> None:
         """One optimizer update with the compiled update functions."""

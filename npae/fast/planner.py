@@ -1,40 +1,45 @@
-"""The planner: a model's layers, loss and mode -> a plan of typed steps, and the plan's runs.
+"""The planner: a model's graph, losses and mode -> a plan of typed steps.
 
-    plan(layers, loss, logits, mode, dtype)  ->  Plan(steps=[ConvStep(conv2d, direct, pools
-                                                 (max_pooling2d)), ConvStep(conv2d_1, im2col), ...],
-                                                 loss=LossStep(sigmoid_bce))
+    plan(flat, heads, mode, dtype)  ->  Plan(segments=[Segment(steps=[ConvStep(conv2d, direct, pools
+                                        (max_pooling2d)), ConvStep(conv2d_1, im2col), ...])],
+                                        losses=[LossStep(sigmoid_bce)])
 
-A plan is built in three moves, each a small function:
+A plan is built in four moves, each a small function:
 
-1. one step per layer (:data:`npae.fast.steps.STEP_FOR_LAYER`), each convolution with the
-   algorithm :func:`npae.fast.policy.conv_algorithm` picks;
-2. rewrite rules, each a pure function from a list of steps to a list of steps, applied in order:
+1. the graph's ops are cut into segments (:func:`segments_of`): runs of ops where each reads only
+   the tensor the op before it made, which nothing else reads and which is no model output (a
+   chain model is one segment; a U-Net has one per run between its skips and merges);
+2. one step per op (:data:`npae.fast.steps.STEP_FOR_LAYER`), each convolution with the algorithm
+   :func:`npae.fast.policy.conv_algorithm` picks;
+3. rewrite rules, each a pure function from a segment's steps to steps, applied in order:
    :func:`fuse_upsampling`, :func:`fuse_pooling`, :func:`fuse_batchnorm_relu`,
-   :func:`pool_through_relu` (training), :func:`dense_stack` (prediction), then
-   :func:`mark_gradients` (which steps need an input gradient, which add into a shared layer's
-   gradients; the backward pass stops at :func:`first_backward`, the lowest trainable step);
-3. the loss step: the fused kernels for sigmoid + BCE from logits and MSE, the reference loss
-   otherwise.
+   :func:`pool_through_relu` (training), :func:`dense_stack` (prediction, a one-segment model).
+   Within a segment every edge has one reader, so a fusion never hides a tensor another step reads;
+4. :func:`mark_gradients`: which steps the backward pass runs (those with a trainable weight at or
+   before them, that a loss depends on), which need their input gradient, which add into a shared
+   layer's gradients; and the loss step of each head (the fused kernels for sigmoid + BCE from
+   logits and for MSE, the reference loss otherwise).
 
-Running a plan (:meth:`Plan.gradients`, :meth:`Plan.loss_value`, :meth:`Plan.predict`) walks the
-steps with a :class:`npae.fast.memory.Workspace` that holds every buffer; the per-call state (what
-each step's backward needs) lives in local lists. Modes: "train" (training forward, loss,
-backward), "evaluate" (inference forward and loss), "predict" (inference forward).
+Running a plan (:mod:`npae.fast.plan`) walks the segments with a
+:class:`npae.fast.memory.Workspace` that holds every buffer; the per-call state lives in local
+lists. Modes: "train" (training forward, losses, backward), "evaluate" (inference forward and
+losses), "predict" (inference forward).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from ..functional import activations
+from ..graph import FlatGraph, Op
 from ..layers import Layer
-from ..losses import BinaryCrossentropy, Loss, MeanSquaredError
+from ..losses import BinaryCrossentropy, MeanSquaredError
+from ..paths import Head
+from ..reference import backward_ops
 from . import blas, policy
 from .elementwise import ACT_CODES
+from .plan import Plan, Segment
 from .steps import (
     STEP_FOR_LAYER,
     ActivationStep,
@@ -43,17 +48,17 @@ from .steps import (
     DenseStackStep,
     DenseStep,
     LossStep,
+    MergeStep,
     PoolStep,
     ReferenceStep,
     Step,
     UpsampleStep,
 )
 
-__all__ = ["MODES", "Plan", "plan", "steps_for", "fuse_upsampling", "fuse_pooling", "pool_through_relu",
-           "fuse_batchnorm_relu", "first_backward", "dense_stack", "mark_gradients"]
+__all__ = ["MODES", "Plan", "plan", "segments_of", "steps_for", "fuse_upsampling", "fuse_pooling",
+           "pool_through_relu", "fuse_batchnorm_relu", "dense_stack", "mark_gradients"]
 
 MODES = ("train", "evaluate", "predict")
-Timer = Callable[[Step, str, float], None]
 
 
 _PASSES = ("forward", "backward", "_activate", "_deactivate", "_check_input")
@@ -70,20 +75,45 @@ def _step_class(layer: Layer):
     return ReferenceStep
 
 
-def steps_for(layers: list[Layer], logits: bool, training: bool, have_openblas: bool) -> list[Step]:
-    """One step per layer, each convolution with its algorithm; the last stops at its logits."""
+def steps_for(layers: list[Layer], logits: bool | list[bool], training: bool, have_openblas: bool) -> list[Step]:
+    """One step per layer, each convolution with its algorithm; ``logits[i]``: layer i stops
+    before its activation (its output goes to a sigmoid + cross-entropy loss; one bool: the last
+    layer does)."""
+    if isinstance(logits, bool):
+        logits = [logits and i == len(layers) - 1 for i in range(len(layers))]
     steps = []
-    for i, layer in enumerate(layers):
+    for layer, stops in zip(layers, logits):
         cls = _step_class(layer)
-        options = {"logits": logits and i == len(layers) - 1, "training": training}
+        options = {"logits": stops, "training": training}
         if cls is ConvStep:
             (ho, wo, cout), cin = layer.output_shape, layer.input_shape[2]
             options["algo"] = policy.conv_algorithm(layer.kernel_size, layer.strides, cin, cout, (ho, wo), training,
                                                     have_openblas)
         if cls is BatchNormStep and layer.channel_axis(layer.input_shape) != len(layer.input_shape):
             cls = ReferenceStep  # the kernels normalise the last axis only
+        if cls is MergeStep and not MergeStep.runs(layer):
+            cls = ReferenceStep  # a merge that broadcasts
         steps.append(cls(layer, **options))
     return steps
+
+
+def segments_of(flat: FlatGraph) -> list[list[int]]:
+    """The graph's ops (by index, in order) cut into runs where each op reads only the tensor the
+    op before it made, which no other op reads and which is no model output: inside a run every
+    edge has one reader, so steps may fuse across it. Ops with several inputs or outputs stand
+    alone."""
+    readers = flat.consumers()
+    outputs = set(flat.outputs)
+    runs: list[list[int]] = []
+    for i, op in enumerate(flat.ops):
+        if runs and not (op.many_inputs or op.many_outputs):
+            before = flat.ops[runs[-1][-1]]
+            link = before.outputs[0]
+            if not before.many_outputs and op.inputs == (link,) and len(readers[link]) == 1 and link not in outputs:
+                runs[-1].append(i)
+                continue
+        runs.append([i])
+    return runs
 
 
 def fuse_batchnorm_relu(steps: list[Step]) -> list[Step]:
@@ -95,7 +125,7 @@ def fuse_batchnorm_relu(steps: list[Step]) -> list[Step]:
         if isinstance(step, ActivationStep) and isinstance(before, BatchNormStep) and before.relu is None \
                 and step.layer.activation.name == "relu" and not step.logits \
                 and before.layer.activity_regularizer is None and step.layer.activity_regularizer is None:
-            out[-1] = replace(before, relu=step.layer)
+            out[-1] = replace(before, relu=step.layer, ops=before.ops + step.ops)
         else:
             out.append(step)
     return out
@@ -110,7 +140,7 @@ def fuse_upsampling(steps: list[Step]) -> list[Step]:
         if isinstance(step, ConvStep) and isinstance(before, UpsampleStep) and step.up is None \
                 and before.layer.activity_regularizer is None and before.layer is not step.layer \
                 and policy.reads_upsampled(step.algo, step.layer.strides, before.layer.input_shape[:2]):
-            out[-1] = replace(step, up=before.layer.size)
+            out[-1] = replace(step, up=before.layer.size, ops=before.ops + step.ops)
         else:
             out.append(step)
     return out
@@ -127,7 +157,7 @@ def fuse_pooling(steps: list[Step]) -> list[Step]:
             conv, pool = before.layer, step.layer
             if policy.pools_in_kernel(before.algo, conv.activation.name, conv.activity_regularizer is not None,
                                       before.up is not None, conv.output_shape[:2], pool.pool_size, pool.strides):
-                out[-1] = replace(before, pool=pool)
+                out[-1] = replace(before, pool=pool, ops=before.ops + step.ops)
                 continue
         out.append(step)
     return out
@@ -151,127 +181,81 @@ def dense_stack(steps: list[Step], have_openblas: bool) -> list[Step]:
     """A prediction through Dense steps only -> one DenseStackStep."""
     fused = all(isinstance(s, DenseStep) and s.layer.activation.name in ACT_CODES for s in steps)
     if steps and policy.dense_stack(all(isinstance(s, DenseStep) for s in steps), fused, have_openblas):
-        return [DenseStackStep(steps[0].layer, layers=tuple(s.layer for s in steps))]
+        return [DenseStackStep(steps[0].layer, layers=tuple(s.layer for s in steps), ops=sum(s.ops for s in steps))]
     return steps
 
 
-def _trains(step: Step) -> bool:
-    """Whether fit updates any weight of the step's layers (not frozen, not moving statistics)."""
-    return any(layer.trainable_param_names() for layer in (step.layer, *getattr(step, "layers", ())))
-
-
-def first_backward(steps: list[Step]) -> int:
-    """The index of the lowest step with trainable weights (len(steps) if none): the backward
-    pass stops there, since nothing below it takes an update (a frozen encoder under a new
-    decoder runs forward only)."""
-    return next((i for i, step in enumerate(steps) if _trains(step)), len(steps))
-
-
-def mark_gradients(steps: list[Step]) -> list[Step]:
-    """No step at or below :func:`first_backward` needs its input gradient; a shared layer's
-    later uses (earlier in the backward pass) write its gradients, its earlier uses add to them."""
-    lowest, out = first_backward(steps), []
-    for i, step in enumerate(steps):
-        later = any(s.layer is step.layer for s in steps[i + 1:])
-        out.append(replace(step, needs_dx=i > lowest, accumulate=later))
-    return out
-
-
-def _loss_step(loss: Loss) -> LossStep:
+def _loss_step(head: Head) -> LossStep:
+    loss, extra = head.loss, {"output": head.output, "weight": head.weight, "logits": head.logits}
     if type(loss) is BinaryCrossentropy and loss.from_logits:  # (a subclass may compute another loss)
-        return LossStep(loss, "sigmoid_bce")
+        return LossStep(loss, "sigmoid_bce", **extra)
     if type(loss) is MeanSquaredError:
-        return LossStep(loss, "mse")
-    return LossStep(loss, "reference")
+        return LossStep(loss, "mse", **extra)
+    return LossStep(loss, "reference", **extra)
 
 
-@dataclass(eq=False)
-class Plan:
-    """The steps of one mode, and the loss step (None for "predict")."""
-
-    steps: list[Step]
-    loss: LossStep | None
-    mode: str
-    first_backward: int = 0  # the backward pass runs steps[first_backward:] (see first_backward())
-
-    def describe(self) -> list[str]:
-        """One line per step (and the loss), e.g. for ``npae bench``'s profile."""
-        return [s.describe() for s in self.steps] + ([self.loss.describe()] if self.loss else [])
-
-    def forward(self, x: np.ndarray, ws, dest: np.ndarray | None = None, timer: Timer | None = None):
-        """The last step's output, and per step its output and saved state."""
-        outs, saved, last = [], [], len(self.steps) - 1
-        for i, step in enumerate(self.steps):
-            t = time.perf_counter() if timer else 0.0
-            x, s = step.forward(x, ws, dest if i == last else None)
-            if timer:
-                timer(step, "forward", time.perf_counter() - t)
-            outs.append(x)
-            saved.append(s)
-        return x, outs, saved
-
-    def _penalties(self, outs) -> float:
-        return sum(step.layer.activity_regularizer.penalty(h) for step, h in zip(self.steps, outs)
-                   if step.layer.activity_regularizer is not None)
-
-    def _copy_output(self, last: np.ndarray, output: np.ndarray | None) -> None:
-        """output[...] = the model's output, from the last step's (its logits where the last step
-        stops there: the sigmoid is applied here, for metrics)."""
-        if output is not None:
-            logits = getattr(self.steps[-1], "logits", False)
-            output[...] = (activations.sigmoid(last) if logits else last).reshape(output.shape)
-
-    def loss_value(self, x: np.ndarray, y: np.ndarray, ws, output: np.ndarray | None = None) -> float:
-        """The loss plus every activity penalty for one batch (and the output, into ``output``)."""
-        out, outs, _ = self.forward(x, ws)
-        self._copy_output(out, output)
-        return self.loss.forward(out, y, ws)[0] + self._penalties(outs)
-
-    def gradients(self, x: np.ndarray, y: np.ndarray, ws, grads: dict, timer: Timer | None = None,
-                  output: np.ndarray | None = None) -> float:
-        """Forward, loss and backward for one batch: fills ``grads`` (its keys only) and returns the
-        loss plus every activity penalty (and the output, before the backward pass reuses its
-        buffers, into ``output``)."""
-        out, outs, saved = self.forward(x, ws, timer=timer)
-        self._copy_output(out, output)
-        value, loss_saved = self.loss.forward(out, y, ws)
-        value += self._penalties(outs)
-        g = self.loss.backward(loss_saved)
-        for i in range(len(self.steps) - 1, self.first_backward - 1, -1):
-            step = self.steps[i]
-            t = time.perf_counter() if timer else 0.0
-            reg = step.layer.activity_regularizer
-            if reg is not None:
-                g = g + reg.gradient(outs[i])
-            g = step.backward(g, saved[i], ws, grads)
-            if timer:
-                timer(step, "backward", time.perf_counter() - t)
-        return value
-
-    def predict(self, x: np.ndarray, ws, out: np.ndarray) -> np.ndarray:
-        """out[...] = the output for one batch (the last step writes into it where it can)."""
-        res = self.forward(x, ws, dest=out)[0]
-        if not np.may_share_memory(res, out):
-            out[...] = res.reshape(out.shape)
-        return out
+def mark_gradients(segments: list[Segment], step_runs: list[list[bool]], producer_runs: list[bool]) -> list[str]:
+    """Set, on the segments and their steps, what the backward pass does (in place; the steps are
+    replaced by marked copies): ``runs_backward`` (how many of a segment's last steps run),
+    ``needs_dx`` (a step's input gradient is read: the step below it runs, or, for a segment's
+    first step, a step making one of its inputs runs), ``accumulate`` (a shared layer's weights
+    already have a gradient from a use the backward pass met first: add to it).
+    ``step_runs[k][i]``: whether step i of segment k runs (False for a prefix, True after);
+    ``producer_runs[k]``: whether anything making segment k's inputs runs backward. Returns the
+    trainable weights' keys no running step writes (their gradient is 0)."""
+    written: set[int] = set()
+    for seg, runs, below in zip(segments, step_runs, producer_runs):
+        seg.runs_backward = sum(runs)
+        for i, step in enumerate(seg.steps):
+            needs_dx = runs[i - 1] if i > 0 else below
+            seg.steps[i] = replace(step, needs_dx=bool(runs[i] and needs_dx))
+    for seg in reversed(segments):  # the backward pass's order
+        for i in range(len(seg.steps) - 1, len(seg.steps) - 1 - seg.runs_backward, -1):
+            step = seg.steps[i]
+            if step.layer.trainable_param_names():
+                seg.steps[i] = replace(step, accumulate=id(step.layer) in written)
+                written.add(id(step.layer))
+    return sorted({f"{layer.name}/{name}" for seg in segments for step in seg.steps for layer in [step.layer]
+                   if id(layer) not in written for name in layer.trainable_param_names()})
 
 
-def plan(layers: list[Layer], loss: Loss | None, logits: bool, mode: str, dtype=np.float32,
-         have_openblas: bool | None = None) -> Plan:
-    """The plan for running ``layers`` (and ``loss``) in ``mode``; ``logits``: the last layer stops
-    before its activation, and ``loss`` takes the logits."""
+def plan(flat: FlatGraph, heads: list[Head], mode: str, dtype=np.float32, have_openblas: bool | None = None) -> Plan:
+    """The plan for running a model's graph (and its heads' losses) in ``mode``."""
     if mode not in MODES:
         raise ValueError(f"plan: mode must be one of {MODES}, got {mode!r}")
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise ValueError(f"plan: the fast path runs float32 or float64, got {np.dtype(dtype)}")
     have_openblas = blas.find() is not None if have_openblas is None else have_openblas
-    training = mode == "train"
-    predicting = mode == "predict"
-    steps = steps_for(layers, logits and not predicting, training, have_openblas)
-    steps = fuse_batchnorm_relu(fuse_pooling(fuse_upsampling(steps)))
-    if training:
-        steps = pool_through_relu(steps)
-    if predicting:
-        steps = dense_stack(steps, have_openblas)
-    steps = mark_gradients(steps)
-    return Plan(steps, None if predicting or loss is None else _loss_step(loss), mode, first_backward(steps))
+    training, predicting = mode == "train", mode == "predict"
+    heads = [] if predicting else list(heads)
+    producers = flat.producers()
+    stops = {producers[flat.outputs[h.output]] for h in heads if h.logits}
+    runs = backward_ops(flat, heads) if training else [False] * len(flat.ops)
+    segments, op_runs, producer_runs = [], [], []
+    runs_of_segments = segments_of(flat)
+    whole = len(runs_of_segments) == 1 and len(flat.inputs) == 1 and len(flat.outputs) == 1
+    for members in runs_of_segments:
+        ops: list[Op] = [flat.ops[i] for i in members]
+        steps = steps_for([op.layer for op in ops], [i in stops for i in members], training, have_openblas)
+        steps = _rewrite(steps, training, predicting and whole, have_openblas)
+        # the backward pass runs a segment's steps from the first whose ops run to its end (a step
+        # in between that nothing trains through gets a zero gradient: correct, and rare)
+        first_running = next((k for k, i in enumerate(members) if runs[i]), len(members))
+        flags, done = [], 0
+        for step in steps:
+            done += step.ops  # (the ops a step runs: more than one where a rule fused them)
+            flags.append(done > first_running)
+        first, last = ops[0], ops[-1]
+        segments.append(Segment(steps, first.inputs, last.outputs, first.many_inputs, last.many_outputs))
+        op_runs.append(flags)
+        producer_runs.append(any(producers[t] is not None and runs[producers[t]] for t in first.inputs))
+    unwritten = mark_gradients(segments, op_runs, producer_runs) if training else []
+    losses = [_loss_step(h) for h in heads]
+    return Plan(segments, losses, mode, flat.inputs, flat.outputs, len(flat.shapes), tuple(unwritten))
+
+
+def _rewrite(steps: list[Step], training: bool, whole_prediction: bool, have_openblas: bool) -> list[Step]:
+    """The rewrite rules on one segment's steps."""
+    for rule in [fuse_upsampling, fuse_pooling, fuse_batchnorm_relu, *([pool_through_relu] if training else [])]:
+        steps = rule(steps)
+    return dense_stack(steps, have_openblas) if whole_prediction else steps

@@ -24,13 +24,17 @@ from ..functional.batchnorm import moving_average
 from ..functional.conv import output_size
 from ..layers import (
     Activation,
+    Add,
+    Average,
     BatchNormalization,
+    Concatenate,
     Conv2D,
     Conv2DTranspose,
     Dense,
     Flatten,
     MaxPooling2D,
     Reshape,
+    Subtract,
     UpSampling2D,
 )
 from ..layers.base import Layer, param_key
@@ -42,7 +46,8 @@ from .pool import argmax_dtype, maxpool_backward, maxpool_forward
 from .upsample import upsample_backward, upsample_forward
 
 __all__ = ["Step", "DenseStep", "ConvStep", "ConvTransposeStep", "BatchNormStep", "PoolStep", "UpsampleStep",
-           "ActivationStep", "ReshapeStep", "ReferenceStep", "DenseStackStep", "LossStep", "STEP_FOR_LAYER"]
+           "ActivationStep", "ReshapeStep", "MergeStep", "ReferenceStep", "DenseStackStep", "LossStep",
+           "STEP_FOR_LAYER"]
 
 
 def _write(grads: dict, key: str, value: np.ndarray, accumulate: bool) -> None:
@@ -75,6 +80,8 @@ class Step:
     accumulate : a shared layer whose gradients another use has written already: add to them.
     logits : the forward pass stops before the layer's activation (the loss takes the logits).
     training : the forward pass runs in training mode (a plan's mode: "train").
+    ops : how many of the graph's ops (layer applications) the step runs: more than one where
+        the planner fused them (a convolution with its pooling, say).
     """
 
     layer: Layer
@@ -83,6 +90,7 @@ class Step:
     accumulate: bool = False
     logits: bool = False
     training: bool = True
+    ops: int = 1
 
     @property
     def name(self) -> str:
@@ -464,6 +472,63 @@ class BatchNormStep(Step):
 
 
 @dataclass(eq=False)
+class MergeStep(Step):
+    """Add, Subtract, Average (inputs of one shape) and Concatenate, written into a buffer of the
+    workspace (no new array per batch), the same sums in the same order as the reference passes
+    (:mod:`npae.functional.merge`). Backward: Add hands dL/dout itself to every input (the plan
+    copies it for all but the first, since a step may overwrite its gradient), Subtract and
+    Average scaled copies; Concatenate hands each input its slice of dL/dout, a view."""
+
+    def forward(self, xs, ws, dest):
+        n, layer = xs[0].shape[0], self.layer
+        out = self._out(ws, (n, *layer.output_shape), xs[0].dtype, dest)
+        if isinstance(layer, Concatenate):
+            at = 0
+            for x in xs:  # along the axis, each input's block in turn
+                size = x.shape[self._axis(x.ndim)]
+                out[self._cut(x.ndim, at, at + size)] = x
+                at += size
+            return out, None
+        if len(xs) == 1:
+            np.copyto(out, xs[0])
+        else:
+            (np.subtract if isinstance(layer, Subtract) else np.add)(xs[0], xs[1], out=out)
+            for x in xs[2:]:
+                out += x
+        if isinstance(layer, Average):
+            out /= len(xs)
+        return out, None
+
+    def _axis(self, ndim: int) -> int:
+        return self.layer.axis + ndim if self.layer.axis < 0 else self.layer.axis
+
+    def _cut(self, ndim: int, start: int, stop: int) -> tuple:
+        return (slice(None),) * self._axis(ndim) + (slice(start, stop),)
+
+    def backward(self, g, saved, ws, grads):
+        if not self.needs_dx:
+            return None
+        layer, k = self.layer, len(self.layer.input_shape)
+        if isinstance(layer, Concatenate):
+            dxs, at = [], 0
+            for shape in layer.input_shape:
+                size = shape[self._axis(len(shape) + 1) - 1]
+                dxs.append(g[self._cut(g.ndim, at, at + size)])
+                at += size
+            return dxs
+        if isinstance(layer, Subtract):
+            return [g, -1.0 * g]
+        if isinstance(layer, Average):
+            return [(1.0 / k) * g for _ in range(k)]
+        return [g] * k
+
+    @staticmethod
+    def runs(layer) -> bool:
+        """Whether this step runs ``layer`` (else its reference passes do): no broadcasting."""
+        return isinstance(layer, Concatenate) or len({tuple(s) for s in layer.input_shape}) == 1
+
+
+@dataclass(eq=False)
 class ReferenceStep(Step):
     """A layer the fast path has no kernels for (a user's own Layer subclass): its reference passes."""
 
@@ -474,6 +539,8 @@ class ReferenceStep(Step):
         return self.layer.forward(x, self.training)
 
     def backward(self, g, saved, ws, grads):
+        if not self.needs_dx and not self.layer.trainable_param_names():
+            return None
         dx, layer_grads = self.layer.backward(g, saved)
         for name, grad in layer_grads.items():
             key = param_key(self.layer, name)
@@ -508,11 +575,15 @@ class DenseStackStep(Step):
 
 @dataclass(eq=False)
 class LossStep:
-    """The loss on the last step's output: value and dL/dy in one pass for the sigmoid + BCE from
-    logits and for MSE (:mod:`npae.fast.elementwise`), the reference loss otherwise."""
+    """The loss on one model output: value and dL/dy in one pass for the sigmoid + BCE from
+    logits and for MSE (:mod:`npae.fast.elementwise`), the reference loss otherwise. ``output``,
+    ``weight`` and ``logits`` are its head's (:class:`npae.paths.Head`)."""
 
     loss: Any
     kind: str  # "sigmoid_bce", "mse" or "reference"
+    output: int = 0
+    weight: float = 1.0
+    logits: bool = False
 
     def describe(self) -> str:
         return f"LossStep({self.kind})"
@@ -535,4 +606,5 @@ class LossStep:
 
 STEP_FOR_LAYER = {Dense: DenseStep, Conv2D: ConvStep, Conv2DTranspose: ConvTransposeStep,
                   BatchNormalization: BatchNormStep, MaxPooling2D: PoolStep, UpSampling2D: UpsampleStep,
-                  Activation: ActivationStep, Flatten: ReshapeStep, Reshape: ReshapeStep}
+                  Activation: ActivationStep, Flatten: ReshapeStep, Reshape: ReshapeStep, Add: MergeStep,
+                  Subtract: MergeStep, Average: MergeStep, Concatenate: MergeStep}

@@ -103,7 +103,7 @@ def plan_key(path: FastPath, optimizer=None) -> str:
     for mode in ("train", "evaluate", "predict"):
         plan = path.plan(mode)
         parts.append([_step_key(step) for step in plan.steps])
-        parts.append(plan.loss.describe() if plan.loss else None)
+        parts.append([loss.describe() for loss in plan.losses])
     if optimizer is not None:  # which update kernels run: the class and its slots (not its rates)
         parts.append([type(optimizer).__name__, list(optimizer.slot_names()), getattr(optimizer, "nesterov", None)])
     parts.append(str(path.dtype))
@@ -234,14 +234,14 @@ class ForegroundPath(FastPath):
     the first batch, and leaves the marker after the first training step (its kernels, and the
     optimizer's, are compiled then)."""
 
-    def __init__(self, layers, loss, logits, warmer: _Warmer, key: str):
-        super().__init__(layers, loss, logits)
+    def __init__(self, flat, heads, warmer: _Warmer, key: str):
+        super().__init__(flat, heads)
         self.warmer, self.key, self._marked = warmer, key, False
 
-    def gradients(self, x, y, grads, timer=None, output=None):
+    def gradients(self, xs, ys, grads, outputs=None):
         if not self._marked:
             _announce(False)
-        return super().gradients(x, y, grads, timer, output)
+        return super().gradients(xs, ys, grads, outputs)
 
     def step(self, optimizer, params, grads):
         super().step(optimizer, params, grads)
@@ -256,7 +256,7 @@ class WarmingPath:
 
     def __init__(self, fast: FastPath, warmer: _Warmer, key: str, description: dict):
         self.fast, self.warmer, self.key, self.description = fast, warmer, key, description
-        self.reference = ReferencePath(fast.layers, fast.loss, fast.logits)
+        self.reference = ReferencePath(fast.flat, fast.heads)
         self._ready = False
 
     @property
@@ -287,18 +287,17 @@ class WarmingPath:
     def workspace(self, mode: str):
         return self.fast.workspace(mode)
 
-    def gradients(self, x, y, grads, timer=None, output=None):
+    def gradients(self, xs, ys, grads, outputs=None):
         path = self._current()
-        if path is self.fast:
-            return path.gradients(x, y, grads, timer, output)
-        _announce(True)  # training is where the wait would show; a prediction runs quietly
-        return path.gradients(x, y, grads, output)
+        if path is not self.fast:
+            _announce(True)  # training is where the wait would show; a prediction runs quietly
+        return path.gradients(xs, ys, grads, outputs)
 
-    def loss_value(self, x, y, training=False, output=None):
-        return self._current().loss_value(x, y, training, output)
+    def loss_value(self, xs, ys, training=False, outputs=None):
+        return self._current().loss_value(xs, ys, training, outputs)
 
-    def predict(self, x, out):
-        return self._current().predict(x, out)
+    def predict(self, xs, outs):
+        return self._current().predict(xs, outs)
 
     def step(self, optimizer, params, grads):
         return self._current().step(optimizer, params, grads)
@@ -307,8 +306,8 @@ class WarmingPath:
         return self._current().gather(src, idx, out)
 
 
-def fast_path_for(layers, loss, logits: bool, description: dict | None, background: bool, optimizer=None):
-    """The fast path for a chain of layers and a loss (and ``optimizer``, whose update kernels
+def fast_path_for(flat, heads, description: dict | None, background: bool, optimizer=None):
+    """The fast path for a model's graph and losses (and ``optimizer``, whose update kernels
     count too): a FastPath where its kernels are compiled already (the marker is there), where
     nothing can be cached, or in the background process itself; a WarmingPath where a background
     process can compile them (``background``: jit_compile "auto" and NPAE_BACKGROUND_COMPILE not
@@ -316,9 +315,9 @@ def fast_path_for(layers, loss, logits: bool, description: dict | None, backgrou
     ForegroundPath."""
     if (not runtime.CACHING or fcntl is None or os.environ.get(CHILD_ENV)
             or (folder := warm_folder()) is None):
-        return FastPath(layers, loss, logits)
+        return FastPath(flat, heads)
     warmer = _Warmer(folder)
-    fast = FastPath(layers, loss, logits)
+    fast = FastPath(flat, heads)
     try:
         key = plan_key(fast, optimizer)
     except (TypeError, ValueError):
@@ -328,4 +327,4 @@ def fast_path_for(layers, loss, logits: bool, description: dict | None, backgrou
     if (background and description is not None and os.environ.get(ENV, "1") != "0" and not warmer.failed(key)
             and warmer.start(key, description)):
         return WarmingPath(fast, warmer, key, description)
-    return ForegroundPath(layers, loss, logits, warmer, key)
+    return ForegroundPath(flat, heads, warmer, key)

@@ -53,7 +53,7 @@ def serialize(layer: Layer) -> dict:
 def deserialize(spec: dict, custom_objects: dict | None = None) -> Layer:
     """The layer a :func:`serialize` dict describes; ``custom_objects`` maps other class names to
     Layer subclasses."""
-    classes = {**LAYER_CLASSES, **(custom_objects or {})}
+    classes = {**LAYER_CLASSES, "InputLayer": InputLayer, **(custom_objects or {})}
     if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         raise ValueError(f"a layer is described as {{'class_name': ..., 'config': {{...}}}}, got {spec!r}")
     cls = classes.get(spec.get("class_name"))

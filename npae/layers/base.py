@@ -29,14 +29,20 @@ import numpy as np
 from .. import activations, regularizers
 from ..checks import pop_keras_only, positive_int
 from ..functional.activations import ActivationCache, kink
-from ..graph import SymbolicTensor
+from ..graph import NO_AUTODIFF, Node, SymbolicTensor, is_symbolic
 
-__all__ = ["Layer", "ActivatedCache", "CHANNELS_LAST", "check_padding", "check_weight", "unique_name", "param_key"]
+__all__ = ["Layer", "ActivatedCache", "CHANNELS_LAST", "check_padding", "check_weight", "unique_name", "param_key",
+           "reset_names"]
 
 _name_counts: Counter = Counter()
 CHANNELS_LAST = frozenset({None, "channels_last"})  # data_format values npae accepts
 # weights larger than this are refused at build with a clear error rather than a MemoryError
 MAX_WEIGHT_ELEMENTS = 2**31
+
+
+def reset_names() -> None:
+    """Forget the names given so far: the next Dense is ``dense`` again (``clear_session``)."""
+    _name_counts.clear()
 
 
 def unique_name(cls_name: str) -> str:
@@ -79,6 +85,7 @@ class Layer:
     """
 
     param_order: tuple[str, ...] = ()  # Keras's weight order, e.g. ("kernel", "bias")
+    many_inputs = False  # True: called on a list of tensors (a merge), forward gets a list of arrays
     # weights that training does not update through gradients (BatchNormalization's moving statistics)
     non_trainable_params: tuple[str, ...] = ()
     activation: activations.Activation | None = None
@@ -152,11 +159,19 @@ class Layer:
     # -- computation ---------------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> tuple[np.ndarray, Any]:
         """out, cache: the output (N, *output_shape) and what :meth:`backward` needs."""
-        raise NotImplementedError
+        raise NotImplementedError(self._missing_pass("forward"))
 
     def backward(self, dout: np.ndarray, cache) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """dx, grads: dL/dx (N, *input_shape) and dL/d(each weight) from dout = dL/dout."""
-        raise NotImplementedError
+        raise NotImplementedError(self._missing_pass("backward"))
+
+    def _missing_pass(self, which: str) -> str:
+        kind = type(self).__name__
+        if callable(getattr(type(self), "call", None)):
+            return (f"{self.name}: {kind} defines Keras's call(), which npae cannot run: {NO_AUTODIFF}. Give {kind} "
+                    "forward(x, training) -> (out, cache) and backward(dout, cache) -> (dx, grads) instead of call()")
+        return f"{self.name}: {kind} does not define {which}(); a layer needs forward(x, training) and " \
+               "backward(dout, cache)"
 
     def kinks(self, cache) -> list[np.ndarray]:
         """Masks that change when an input crosses a point without a derivative (a relu's zero,
@@ -237,17 +252,79 @@ class Layer:
 
     # -- the functional API --------------------------------------------------------------------
     def __call__(self, inputs, training: bool = False):
-        """On a symbolic tensor (from ``Input``): the output tensor, for building a ``Model``; an
-        unbuilt layer is built for the tensor's shape, a built one (a shared layer) must get that
-        shape again. On an array: the output array (Keras's eager call)."""
-        if not isinstance(inputs, SymbolicTensor):
+        """On a symbolic tensor (from ``Input`` or a layer call), or a list of them for a layer
+        that takes several (``Concatenate()([a, b])``): the output tensor, recorded for building a
+        ``Model``; an unbuilt layer is built for the tensors' shapes, a built one (a shared layer)
+        must get those shapes again. On an array (or a list of arrays): the output array (Keras's
+        eager call)."""
+        if not is_symbolic(inputs):
             return self.forward(inputs, training)[0]
+        tensors, listed = self._symbolic_inputs(inputs)
+        shapes = [t.sample_shape for t in tensors]
+        shape = shapes if self.many_inputs else shapes[0]
         if not self.built:
-            self.build(inputs.sample_shape)
-        elif inputs.sample_shape != self.input_shape:
+            self.build(shape)
+        elif (list(shape) if self.many_inputs else shape) != (list(self.input_shape) if self.many_inputs
+                                                             else self.input_shape):
             raise ValueError(f"{self.name} was built for input shape {self.input_shape} and cannot be called on "
-                             f"a tensor of shape {inputs.shape}")
-        return SymbolicTensor(self.output_shape, layer=self, parent=inputs)
+                             f"{'tensors of shapes ' + str(shapes) if self.many_inputs else 'a tensor of shape '}"
+                             f"{'' if self.many_inputs else str(tensors[0].shape)}")
+        node = Node(self, tensors, [self.output_shape], listed, False, self.dtype.name)
+        self._inbound_nodes.append(node)
+        return node.outputs[0]
+
+    def _symbolic_inputs(self, inputs) -> tuple[list[SymbolicTensor], bool]:
+        """The symbolic tensors a call got, and whether as a list; a clear error for a mix of
+        tensors and arrays, or for a list given to a layer that takes one tensor."""
+        listed = isinstance(inputs, (list, tuple))
+        tensors = list(inputs) if listed else [inputs]
+        bad = [type(t).__name__ for t in tensors if not isinstance(t, SymbolicTensor)]
+        if bad:
+            raise TypeError(f"{self.name}: called on a mix of symbolic tensors and {bad[0]}: give only tensors "
+                            "from Input(...) or layer calls")
+        if self.many_inputs:
+            if not listed:
+                raise TypeError(f"{self.name}: {type(self).__name__} takes a list of tensors, e.g. "
+                                f"{type(self).__name__}()([a, b]), got one tensor")
+            return tensors, True
+        if len(tensors) != 1:
+            raise TypeError(f"{self.name}: {type(self).__name__} takes one tensor, got a list of {len(tensors)}; merge "
+                            "them first (Concatenate, Add, ...)")
+        return tensors, False
+
+    @property
+    def _inbound_nodes(self) -> list:
+        """The nodes of this layer's calls on symbolic tensors, in order."""
+        nodes = self.__dict__.get("_nodes")
+        if nodes is None:
+            nodes = self.__dict__["_nodes"] = []
+        return nodes
+
+    def _only_node(self, what: str):
+        nodes = self._inbound_nodes
+        if not nodes:
+            raise AttributeError(f"{self.name} has not been called on a tensor yet, so it has no {what}")
+        if len(nodes) > 1 and any(n.inputs != nodes[0].inputs for n in nodes[1:]):
+            raise AttributeError(f"{self.name} has been called on {len(nodes)} tensors, so its {what} is ambiguous; "
+                                 f"use the tensors its calls returned")
+        return nodes[0]
+
+    @property
+    def input(self):
+        """The tensor this layer was called on (Keras's ``layer.input``; a list for a merge)."""
+        node = self._only_node("input")
+        return list(node.inputs) if node.many_inputs else node.inputs[0]
+
+    @property
+    def output(self):
+        """The tensor this layer's call made (Keras's ``layer.output``)."""
+        node = self._only_node("output")
+        return list(node.outputs) if node.many_outputs else node.outputs[0]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_nodes", None)  # (the symbolic calls are not part of a copied or pickled layer)
+        return state
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self.input_shape}->{self.output_shape}>"

@@ -7,7 +7,7 @@ import numpy as np
 from .. import activations, initializers
 from ..checks import pop_keras_only, positive_int
 from ..functional import dense
-from ..graph import SymbolicTensor
+from ..graph import Node, SymbolicTensor
 from .base import ActivatedCache, Layer
 
 __all__ = ["Input", "InputLayer", "Dense"]
@@ -35,6 +35,7 @@ class InputLayer(Layer):
         shape = _shape_arg(shape if shape is not None else input_shape, batch_shape, "InputLayer")
         super().__init__(name=name, dtype=dtype, **pop_keras_only("InputLayer", kwargs, {"sparse": None}))
         self.build(shape)
+        self._inbound_nodes.append(Node(self, (), [self.input_shape], False, False, self.dtype.name))
 
     def forward(self, x, training=False):
         return self._check_input(x), None
@@ -51,7 +52,7 @@ def Input(shape=None, batch_size=None, dtype=None, name: str | None = None, batc
     """Keras's ``Input(shape=(...))``: the symbolic entry of a functional model (shape without
     the batch axis)."""
     layer = InputLayer(shape, batch_size, dtype, batch_shape, name, **kwargs)
-    return SymbolicTensor(layer.input_shape, layer=layer)
+    return layer.output
 
 
 class Dense(Layer):
