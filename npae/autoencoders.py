@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from . import regularizers
 from .layers import (
+    Add,
     BatchNormalization,
+    Concatenate,
     Conv2D,
     Conv2DTranspose,
     Dense,
@@ -28,7 +30,7 @@ from .layers import (
 from .models import Model
 from .random import seeded
 
-__all__ = ["vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "transposed", "BUILDERS",
+__all__ = ["vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "transposed", "unet", "BUILDERS",
            "DEFAULTS"]
 
 # The tutorial's training settings per model (used by the CLI as defaults).
@@ -40,6 +42,7 @@ DEFAULTS = {
     "sparse": {"epochs": 100, "batch_size": 256, "optimizer": "adam", "loss": "mse"},
     "denoising": {"epochs": 100, "batch_size": 128, "optimizer": "adadelta", "loss": "binary_crossentropy"},
     "transposed": {"epochs": 20, "batch_size": 128, "optimizer": "adam", "loss": "binary_crossentropy"},
+    "unet": {"epochs": 10, "batch_size": 128, "optimizer": "adam", "loss": "binary_crossentropy"},
 }
 
 
@@ -151,5 +154,31 @@ def transposed(filters=(32, 64), noise: float = 0.2, input_shape=(28, 28, 1), op
     return _three_models("transposed", x, code, out, (1 if noise else 0) + 3 * len(filters), optimizer, loss)
 
 
+def unet(filters=(32, 64), input_shape=(28, 28, 1), optimizer="adam", loss="binary_crossentropy",
+         seed: int | None = None):
+    """A U-Net-style denoiser: a graph, not a chain. Two 3x3 'same' Conv2D + 2x2 max-pooling stages
+    (28 -> 14 -> 7) and a 3x3 Conv2D at the bottom (the (7, 7, filters[1]) code); back up, a
+    strided Conv2DTranspose (7 -> 14) whose output is *added* to the encoder's 14x14 features (an
+    Add skip), a Conv2D, a strided Conv2DTranspose (14 -> 28) *concatenated* with the encoder's
+    28x28 features (a Concatenate skip), a Conv2D and a 1-filter sigmoid Conv2D. Train it on noisy
+    images against clean ones (``npae train unet`` does). Returns ``(unet, encoder, None)``: the
+    decoder reads the encoder's skips, so it is no model of its own."""
+    f1, f2 = filters
+    with seeded(seed):
+        x = Input(shape=input_shape, name="unet_input")
+        c1 = Conv2D(f1, (3, 3), activation="relu", padding="same")(x)  # 28x28
+        c2 = Conv2D(f2, (3, 3), activation="relu", padding="same")(MaxPooling2D((2, 2))(c1))  # 14x14
+        code = Conv2D(f2, (3, 3), activation="relu", padding="same")(MaxPooling2D((2, 2))(c2))  # 7x7
+        up2 = Conv2DTranspose(f2, (3, 3), strides=2, activation="relu", padding="same")(code)  # 14x14
+        d2 = Conv2D(f2, (3, 3), activation="relu", padding="same")(Add()([up2, c2]))
+        up1 = Conv2DTranspose(f1, (3, 3), strides=2, activation="relu", padding="same")(d2)  # 28x28
+        d1 = Conv2D(f1, (3, 3), activation="relu", padding="same")(Concatenate()([up1, c1]))
+        out = Conv2D(input_shape[-1], (3, 3), activation="sigmoid", padding="same")(d1)
+    model = Model(x, out, name="unet")
+    encoder = Model(x, code, name="unet_encoder")
+    model.compile(optimizer=optimizer, loss=loss)
+    return model, encoder, None
+
+
 BUILDERS = {"vanilla": vanilla, "multilayer": multilayer, "deep": deep, "convolutional": convolutional,
-            "sparse": sparse, "denoising": denoising, "transposed": transposed}
+            "sparse": sparse, "denoising": denoising, "transposed": transposed, "unet": unet}

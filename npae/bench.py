@@ -34,7 +34,7 @@ __all__ = ["run_benchmark", "flops_per_sample", "gemm_gflops", "ratio", "layer_p
            "epoch_in_subprocess", "find_tf_python", "best_peer"]
 
 BATCH = 256
-CONV_MODELS = ("convolutional", "denoising", "transposed")  # the models of 28x28x1 images
+CONV_MODELS = ("convolutional", "denoising", "transposed", "unet")  # the models of 28x28x1 images
 PEER_LABELS = {"baseline": "baseline npae", "torch": "PyTorch", "tf": "TF-Keras"}
 
 
@@ -90,7 +90,7 @@ if os.path.realpath(here) != os.path.realpath(root):
     sys.exit(f"the benchmark worker for {root} imported the npae in {here}")
 import numpy as np
 from npae import autoencoders
-shape = (n, 28, 28, 1) if name in ("convolutional", "denoising", "transposed") else (n, 784)
+shape = (n, 28, 28, 1) if name in ("convolutional", "denoising", "transposed", "unet") else (n, 784)
 x = np.random.default_rng(0).random(shape, dtype=np.float32)
 model = autoencoders.BUILDERS[name](seed=0)[0]
 model.fit(x[:3 * 256], x[:3 * 256], epochs=1, batch_size=256, verbose=0)  # warm-up: kernels, caches
@@ -174,7 +174,26 @@ def _torch_model(name):
         def forward(self, x):
             return x[..., :-1, :-1]
 
-    if name == "transposed":  # npae's autoencoders.transposed; 'same' at stride 2 pads as TF does
+    if name == "unet":  # npae's autoencoders.unet: Add and Concatenate skips
+        class UNet(nn.Module):
+            def __init__(self, f1=32, f2=64):
+                super().__init__()
+                self.c1, self.c2 = nn.Conv2d(1, f1, 3, padding=1), nn.Conv2d(f1, f2, 3, padding=1)
+                self.code, self.d2 = nn.Conv2d(f2, f2, 3, padding=1), nn.Conv2d(f2, f2, 3, padding=1)
+                self.up2, self.up1 = nn.ConvTranspose2d(f2, f2, 3, stride=2), nn.ConvTranspose2d(f2, f1, 3, stride=2)
+                self.d1, self.out = nn.Conv2d(2 * f1, f1, 3, padding=1), nn.Conv2d(f1, 1, 3, padding=1)
+                self.crop, self.pool, self.relu = Crop(), nn.MaxPool2d(2), nn.ReLU()
+
+            def forward(self, x):
+                r = self.relu
+                c1 = r(self.c1(x))
+                c2 = r(self.c2(self.pool(c1)))
+                up2 = r(self.crop(self.up2(r(self.code(self.pool(c2))))))
+                up1 = r(self.crop(self.up1(r(self.d2(up2 + c2)))))
+                return self.out(r(self.d1(torch.cat([up1, c1], dim=1))))
+
+        body = [UNet()]
+    elif name == "transposed":  # npae's autoencoders.transposed; 'same' at stride 2 pads as TF does
         class Noise(nn.Module):
             def forward(self, x):
                 return x + 0.2 * torch.randn_like(x) if self.training else x
@@ -369,7 +388,7 @@ import npae
 import numpy as np
 from npae.bench_keras import peak_rss_bytes
 name, engine, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-shape = (n, 28, 28, 1) if name in ("convolutional", "denoising", "transposed") else (n, 784)
+shape = (n, 28, 28, 1) if name in ("convolutional", "denoising", "transposed", "unet") else (n, 784)
 x = np.random.default_rng(0).random(shape, dtype=np.float32)
 t = time.perf_counter()
 if engine == "npae":

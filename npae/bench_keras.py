@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 BATCH = 256
 CONV = ("convolutional", "denoising")
-IMAGES = CONV + ("transposed",)
+IMAGES = CONV + ("transposed", "unet")
 
 
 def peak_rss_bytes() -> int:
@@ -47,7 +47,17 @@ def build(name):
     import keras
     from keras import layers
 
-    if name == "transposed":  # npae's autoencoders.transposed
+    if name == "unet":  # npae's autoencoders.unet
+        inp = keras.Input((28, 28, 1))
+        c1 = layers.Conv2D(32, 3, activation="relu", padding="same")(inp)
+        c2 = layers.Conv2D(64, 3, activation="relu", padding="same")(layers.MaxPooling2D(2)(c1))
+        code = layers.Conv2D(64, 3, activation="relu", padding="same")(layers.MaxPooling2D(2)(c2))
+        up2 = layers.Conv2DTranspose(64, 3, strides=2, activation="relu", padding="same")(code)
+        d2 = layers.Conv2D(64, 3, activation="relu", padding="same")(layers.Add()([up2, c2]))
+        up1 = layers.Conv2DTranspose(32, 3, strides=2, activation="relu", padding="same")(d2)
+        d1 = layers.Conv2D(32, 3, activation="relu", padding="same")(layers.Concatenate()([up1, c1]))
+        out = layers.Conv2D(1, 3, activation="sigmoid", padding="same")(d1)
+    elif name == "transposed":  # npae's autoencoders.transposed
         x = inp = keras.Input((28, 28, 1))
         x = layers.GaussianNoise(0.2)(x)
         for f in (32, 64):
@@ -77,7 +87,7 @@ def build(name):
             x = layers.Dense(u, activation="relu", activity_regularizer=reg)(x)
         out = layers.Dense(784, activation="sigmoid")(x)
     model = keras.Model(inp, out)
-    if name == "transposed":
+    if name in ("transposed", "unet"):
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3, epsilon=1e-7), loss="binary_crossentropy")
     elif name in ("deep",) + CONV:
         model.compile(optimizer=keras.optimizers.Adadelta(learning_rate=1.0, rho=0.95, epsilon=1e-7),

@@ -23,7 +23,8 @@ from .callbacks import Callback
 
 __all__ = ["main", "build_parser", "MODELS"]
 
-MODELS = ("vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "transposed")
+MODELS = ("vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "transposed", "unet")
+DENOISERS = ("denoising", "unet")  # trained on noisy images against the clean ones
 DATASETS = ("mnist", "fashion-mnist")
 RUN_FILES = ("model.npz", "checkpoint.npz", "progress.json", "history.csv", "summary.json")
 NOISE = 0.5  # the denoising tutorial's noise factor: x + 0.5 N(0, 1), clipped to [0, 1]
@@ -94,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"npae {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train one of the seven autoencoders; write the model, its history and figures",
-                       description="Train one of the seven autoencoders (the tutorial's six, and transposed) "
+    t = sub.add_parser("train", help="train one of the eight autoencoders; write the model, its history and figures",
+                       description="Train one of the eight autoencoders (the tutorial's six, transposed, and the "
+                       "U-Net denoiser unet) "
                        "with their settings and write model.npz, history.csv, summary.json and the figures "
                        "(loss, reconstructions, codes, filters) into OUT. After every epoch OUT/checkpoint.npz "
                        "holds everything needed to continue (--resume) with the same result as an unbroken run.",
@@ -104,17 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", choices=DATASETS, default="mnist",
                    help="the images to train on (found or downloaded as described below)")
     t.add_argument("--epochs", type=_non_negative, help="passes over the training set (default: the tutorial's: "
-                   "50 for vanilla, multilayer, convolutional; 100 for deep, sparse, denoising; 20 for transposed)")
+                   "50 for vanilla, multilayer, convolutional; 100 for deep, sparse, denoising; 20 for transposed; "
+                   "10 for unet)")
     t.add_argument("--batch-size", type=_positive, help="samples per step (default: the tutorial's: 256 for the "
-                   "dense models, 128 for the convolutional ones and transposed)")
+                   "dense models, 128 for the convolutional ones, transposed and unet)")
     t.add_argument("--optimizer", choices=("adam", "adadelta", "rmsprop", "sgd"), help="default: the tutorial's "
-                   "(adam for vanilla, multilayer, sparse, transposed; adadelta for the others)")
+                   "(adam for vanilla, multilayer, sparse, transposed, unet; adadelta for the others)")
     t.add_argument("--loss", choices=("mse", "mae", "binary_crossentropy", "binary_crossentropy_clipped"),
                    help="default: the tutorial's (mse, or binary_crossentropy for deep, convolutional, "
-                   "denoising, transposed). binary_crossentropy on a sigmoid output is computed from the logits, as "
-                   "TensorFlow does; binary_crossentropy_clipped clips the probabilities instead")
+                   "denoising, transposed, unet). binary_crossentropy on a sigmoid output is computed from the logits, "
+                   "as TensorFlow does; binary_crossentropy_clipped clips the probabilities instead")
     t.add_argument("--seed", type=_non_negative, default=0,
-                   help="seeds the initial weights, the shuffling and the denoiser's noise: the same seed "
+                   help="seeds the initial weights, the shuffling and the denoisers' noise: the same seed "
                    "gives the same run")
     t.add_argument("--data-dir", help="a folder holding mnist/ and fashion-mnist/ (searched first)")
     t.add_argument("--limit", type=_positive, help="use only the first N images of the training set and of the "
@@ -238,7 +241,7 @@ def cmd_train(args) -> int:
     x_train, x_test = x_train.reshape((len(x_train), *ae.input_shape[1:])), x_test.reshape((len(x_test),
                                                                                              *ae.input_shape[1:]))
     inputs_train, inputs_test = x_train, x_test
-    if args.model == "denoising":
+    if args.model in DENOISERS:
         inputs_train, inputs_test = _noisy(x_train, args.seed), _noisy(x_test, args.seed + 1)
     record = _run_record(args, settings)
     if args.resume:
@@ -267,7 +270,7 @@ def cmd_train(args) -> int:
         print(f"nothing to train: the run in {out}/ has finished its {settings['epochs']} epochs; rewriting its "
               "outputs")
     took = before + time.perf_counter() - start
-    metadata = {"dataset": args.dataset, "model": args.model, "noise": NOISE if args.model == "denoising" else None,
+    metadata = {"dataset": args.dataset, "model": args.model, "noise": NOISE if args.model in DENOISERS else None,
                 "settings": record}
     _write_outputs(args, ae, encoder, out, x_test, y_test, inputs_test, history_dict, metadata, took, len(x_train))
     return 0
@@ -291,7 +294,7 @@ def _write_outputs(args, ae, encoder, out, x_test, y_test, inputs_test, history,
         ae.save(os.path.join(out, "model.npz"), metadata=metadata)
         n = min(10, len(x_test))
         rows, labels = [x_test[:n], ae.predict(inputs_test[:n], verbose=0)], ["original", "reconstructed"]
-        if args.model == "denoising":
+        if args.model in DENOISERS:
             rows, labels = [x_test[:n], inputs_test[:n], rows[1]], ["clean", "noisy", "denoised"]
         title = f"{args.model} autoencoder on {args.dataset} test images"
         plots.plot_reconstructions(rows, labels, os.path.join(out, "reconstructions.png"), title=title)

@@ -28,7 +28,7 @@ def not_blank(path: Path) -> bool:
 
 
 
-@pytest.mark.parametrize("model", ["vanilla", "denoising", "transposed"])
+@pytest.mark.parametrize("model", ["vanilla", "denoising", "transposed", "unet"])
 def test_train_writes_model_history_figures_and_summary(model, data_env, tmp_path, capsys):
     out = tmp_path / model
     code = cli.main(["train", model, "--dataset", "fashion-mnist", "--epochs", "1", "--limit", "512",
@@ -150,6 +150,7 @@ def test_python_dash_m_entry_point():
     ("denoising_autoencoder.py", "denoising_autoencoder.png"),
     ("transposed_denoising_autoencoder.py", "transposed_denoising_autoencoder.png"),
     ("frozen_encoder.py", "frozen_encoder.png"),
+    ("unet_denoiser.py", "unet_denoiser.png"),
 ])
 def test_examples_run_and_draw(script, figure, data_env, tmp_path):
     env = {**os.environ, "NPAE_DATA_DIR": str(data_env)}
