@@ -8,16 +8,19 @@ NumPy; the fast path (:mod:`npae.fast`) imports Numba only when a model first us
 from . import (
     activations,
     autoencoders,
+    backend,
     callbacks,
     datasets,
     functional,
     gradcheck,
     initializers,
+    interop,
     layers,
     losses,
     models,
     optimizers,
     regularizers,
+    utils,
 )
 from .gradcheck import check_layer, check_loss, check_model
 from .layers import Input
@@ -25,8 +28,10 @@ from .models import Model, Sequential, load_model
 from .random import set_random_seed
 from .saving import ModelFileError
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
-__all__ = ["activations", "autoencoders", "callbacks", "datasets", "functional", "initializers", "layers", "losses",
-           "models", "optimizers", "regularizers", "gradcheck", "check_layer", "check_loss", "check_model", "Input",
+__all__ = ["activations", "autoencoders", "backend", "callbacks", "datasets", "functional", "initializers", "interop",
+           "layers",
+           "losses", "models", "optimizers", "regularizers", "utils", "gradcheck", "check_layer", "check_loss",
+           "check_model", "Input",
            "Model", "Sequential", "load_model", "ModelFileError", "set_random_seed", "__version__"]

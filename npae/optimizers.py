@@ -22,19 +22,28 @@ from .functional import optimizers as reference_ops
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "Adadelta", "get", "OPTIMIZERS"]
 
-_OFF = {"weight_decay": None, "clipnorm": None, "clipvalue": None, "global_clipnorm": None, "use_ema": False,
-        "ema_momentum": 0.99, "ema_overwrite_frequency": None, "loss_scale_factor": None,
-        "gradient_accumulation_steps": None, "jit_compile": frozenset({True, False, "auto"})}
+_OFF = {"weight_decay": None, "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+        "loss_scale_factor": None, "gradient_accumulation_steps": None, "jit_compile": frozenset({True, False, "auto"})}
 
 
 class Optimizer:
-    """Base class. ``iterations`` counts completed steps; ``state[key][slot]`` are arrays."""
+    """Base class. ``iterations`` counts completed steps; ``state[key][slot]`` are arrays.
+    ``clipnorm``, ``global_clipnorm`` and ``clipvalue`` (at most one) clip the gradients before
+    each update, as Keras does (:func:`npae.functional.optimizers.clip_gradients`)."""
 
     slots: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate: float, name: str | None = None, **kwargs):
+    def __init__(self, learning_rate: float, name: str | None = None, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None, **kwargs):
         pop_keras_only(type(self).__name__, kwargs, _OFF, strict=True)
-        self.learning_rate = number(learning_rate, f"{type(self).__name__}: learning_rate", 0.0)
+        who = type(self).__name__
+        self.learning_rate = number(learning_rate, f"{who}: learning_rate", 0.0)
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+        given = [k for k, v in clips.items() if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"{who}: only one of clipnorm, clipvalue and global_clipnorm can be set, got {given}")
+        for key, value in clips.items():
+            setattr(self, key, None if value is None else number(value, f"{who}: {key}", 0.0, low_open=True))
         self.name = name or type(self).__name__.lower()
         self._iterations = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
@@ -48,8 +57,12 @@ class Optimizer:
         self._iterations = non_negative_int(value, f"{type(self).__name__}: iterations")
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], ops=reference_ops) -> None:
-        """Apply one update to every ``params[key]`` that has a ``grads[key]`` (same shape), in place."""
+        """Apply one update to every ``params[key]`` that has a ``grads[key]`` (same shape), in place
+        (the gradients clipped first where the optimizer was asked to; ``grads`` is left as it is)."""
         self._iterations += 1
+        if self.clipnorm or self.global_clipnorm or self.clipvalue:
+            grads = dict(zip(grads, reference_ops.clip_gradients(list(grads.values()), self.clipnorm,
+                                                                 self.global_clipnorm, self.clipvalue)))
         for key, g in grads.items():
             p = params[key]
             state = self.state.get(key)
@@ -65,7 +78,8 @@ class Optimizer:
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        cfg = {k: v for k, v in vars(self).items() if k not in ("state", "_iterations", "name")}
+        cfg = {k: v for k, v in vars(self).items() if k not in ("state", "_iterations", "name")
+               and not (k in ("clipnorm", "clipvalue", "global_clipnorm") and v is None)}
         return {"class_name": type(self).__name__, "config": cfg}
 
 

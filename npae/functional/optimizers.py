@@ -17,13 +17,38 @@ optimizer's slot arrays (same shape as p) are updated where they are. Keras 3's 
                E[dx2] = rho E[dx2] + (1 - rho) d^2;  p -= lr d
 
 Scalars are cast to p's dtype, so a float32 model updates in float32.
+
+Before the update, Keras's optional gradient clipping (one of them, given to the optimizer):
+
+    clipnorm c:         g = g c / max(||g||, c)            each weight's gradient on its own
+    global_clipnorm c:  g = g c / max(||G||, c)            ||G||: the norm of all gradients together
+    clipvalue c:        g = clip(g, -c, c)                 element by element
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sgd_update", "rmsprop_update", "adam_update", "adadelta_update"]
+__all__ = ["sgd_update", "rmsprop_update", "adam_update", "adadelta_update", "clip_gradients"]
+
+
+def clip_gradients(grads: list[np.ndarray], clipnorm: float | None = None, global_clipnorm: float | None = None,
+                   clipvalue: float | None = None) -> list[np.ndarray]:
+    """The gradients clipped as the module docstring says (new arrays; the same arrays when no
+    clipping is asked for). The norms are taken in float64."""
+    if clipnorm:
+        out = []
+        for g in grads:
+            norm = float(np.sqrt(np.sum(np.square(g, dtype=np.float64))))
+            out.append(g * g.dtype.type(clipnorm / max(norm, clipnorm)))
+        return out
+    if global_clipnorm:
+        norm = float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads)))
+        scale = global_clipnorm / max(norm, global_clipnorm) if np.isfinite(norm) else float("nan")
+        return [g * g.dtype.type(scale) for g in grads]
+    if clipvalue:
+        return [np.clip(g, -clipvalue, clipvalue) for g in grads]
+    return list(grads)
 
 
 def sgd_update(p: np.ndarray, g: np.ndarray, lr: float, momentum: float = 0.0, nesterov: bool = False,
