@@ -1,12 +1,14 @@
-"""The ``keras.utils`` helpers autoencoder programs use: ``to_categorical``, ``set_random_seed``."""
+"""The ``keras.utils`` helpers autoencoder programs use: ``to_categorical``, ``set_random_seed``,
+``plot_model`` (a picture of a model's graph: :mod:`npae.modelplot`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .modelplot import plot_model
 from .random import set_random_seed
 
-__all__ = ["to_categorical", "set_random_seed"]
+__all__ = ["to_categorical", "set_random_seed", "plot_model"]
 
 
 def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import npae
-from npae import backend as K
+from npae import backend as K  # noqa: N812 (Keras programs' own spelling)
 from npae import optimizers
 from npae.functional.optimizers import clip_gradients
 from npae.layers import Dense, Input
