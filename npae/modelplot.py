@@ -422,10 +422,11 @@ def plot_model(model, to_file="model.png", show_shapes: bool = False, show_dtype
     """Draw ``model``'s graph to ``to_file``, as Keras's ``keras.utils.plot_model`` (matplotlib, no graphviz).
 
     Keras 3's arguments and defaults. One box per node of the graph, Inputs included, titled
-    "name (ClassName)" with ``show_layer_names`` (the class alone without), with ``show_layer_activations`` the activation, with
-    ``show_shapes`` the input and output shapes as "(None, 28, 28, 1)", with ``show_dtype`` the
-    output dtype, with ``show_trainable`` "Trainable" or "Non-trainable" (layers with weights); one
-    arrow from each node to each node reading one of its outputs. ``rankdir``: "TB" (top to bottom),
+    "name (ClassName)" with ``show_layer_names`` (the class alone without), with
+    ``show_layer_activations`` the activation, with ``show_shapes`` the input and output shapes
+    as "(None, 28, 28, 1)", with ``show_dtype`` the output dtype, with ``show_trainable``
+    "Trainable" or "Non-trainable" (layers with weights); one arrow from each node to each node
+    reading one of its outputs. ``rankdir``: "TB" (top to bottom),
     "LR" (left to right), or their mirrors "BT", "RL". A nested model is one box (its class
     Functional or Sequential) unless ``expand_nested``, which draws its nodes inside a labelled frame.
 
