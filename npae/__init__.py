@@ -22,6 +22,7 @@ from . import (
     regularizers,
     utils,
 )
+from .device import device
 from .gradcheck import check_layer, check_loss, check_model
 from .layers import Input
 from .models import Model, Sequential, load_model
@@ -34,4 +35,4 @@ __all__ = ["activations", "autoencoders", "backend", "callbacks", "datasets", "f
            "layers",
            "losses", "models", "optimizers", "regularizers", "utils", "gradcheck", "check_layer", "check_loss",
            "check_model", "Input",
-           "Model", "Sequential", "load_model", "ModelFileError", "set_random_seed", "__version__"]
+           "Model", "Sequential", "load_model", "ModelFileError", "set_random_seed", "device", "__version__"]

@@ -2,7 +2,8 @@
 on an array. The maths (forward and backward) is in :mod:`npae.functional.activations`.
 
 Supported: linear, relu, sigmoid, tanh, leaky_relu (negative slope 0.2, as Keras's function),
-elu (alpha 1.0), softplus, silu (also called swish).
+elu (alpha 1.0), softplus, silu (also called swish), softmax (over the last axis, Keras's
+``axis=-1``: the one activation that is not element-wise).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 from .functional import activations as ops
 
 __all__ = ["Activation", "get", "serialize", "linear", "relu", "sigmoid", "tanh", "leaky_relu", "elu", "softplus",
-           "silu", "swish"]
+           "silu", "swish", "softmax"]
 
 _DEFAULT_ALPHA = {"leaky_relu": 0.2, "elu": 1.0}
 
@@ -61,7 +62,21 @@ def _function(name: str):
 linear, relu, sigmoid, tanh = _function("linear"), _function("relu"), _function("sigmoid"), _function("tanh")
 leaky_relu, elu, softplus, silu = _function("leaky_relu"), _function("elu"), _function("softplus"), _function("silu")
 swish = silu
-_FUNCTIONS = {f: f.__name__ for f in (linear, relu, sigmoid, tanh, leaky_relu, elu, softplus, silu)}
+
+
+def softmax(x, axis: int = -1) -> np.ndarray:
+    """Keras's ``activations.softmax(x, axis=-1)``: exp(x) / sum exp(x) along ``axis`` (computed
+    stably, see :func:`npae.functional.activations.softmax`). As a layer's activation
+    (``activation="softmax"`` or ``activation=npae.activations.softmax``) it is taken over the last
+    axis, as in Keras."""
+    x = np.asarray(x)
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"softmax: axis must be an int in [{-x.ndim}, {x.ndim - 1}] for an array of shape {x.shape}, "
+                         f"got {axis!r}")
+    return np.moveaxis(Activation("softmax")(np.moveaxis(x, axis, -1)), -1, axis)
+
+
+_FUNCTIONS = {f: f.__name__ for f in (linear, relu, sigmoid, tanh, leaky_relu, elu, softplus, silu, softmax)}
 
 
 def get(identifier) -> Activation:

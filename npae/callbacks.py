@@ -6,8 +6,8 @@ on_epoch_end(epoch, logs) with ``loss``, each compiled metric and, with validati
 ``val_`` twins; finally on_train_end. A callback may set ``model.stop_training`` or change a
 layer's ``trainable`` (it takes effect at the next batch).
 
-    History, ProgbarLogger (verbose 1 and 2), TerminateOnNaN, EarlyStopping, ModelCheckpoint,
-    CSVLogger, TensorBoard (per-epoch scalars)
+    History, ProgbarLogger (verbose 1 and 2), TerminateOnNaN, EarlyStopping, ReduceLROnPlateau,
+    ModelCheckpoint, CSVLogger, TensorBoard (per-epoch scalars)
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import warnings
 
 import numpy as np
 
-from .checks import pop_keras_only
+from . import metrics as npae_metrics
+from .checks import non_negative_int, number, pop_keras_only
 
-__all__ = ["verbosity", "Callback", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint", "CSVLogger",
-           "TerminateOnNaN", "TensorBoard", "CallbackList"]
+__all__ = ["verbosity", "Callback", "History", "ProgbarLogger", "EarlyStopping", "ReduceLROnPlateau",
+           "ModelCheckpoint", "CSVLogger", "TerminateOnNaN", "TensorBoard", "CallbackList"]
 
 
 class Callback:
@@ -208,6 +209,88 @@ class EarlyStopping(Callback):
             print(f"Epoch {self.stopped_epoch + 1}: early stopping (best epoch {self.best_epoch + 1})")
 
 
+class ReduceLROnPlateau(Callback):
+    """Keras's ``ReduceLROnPlateau``: multiply the optimizer's learning rate by ``factor`` when
+    ``monitor`` has not improved for ``patience`` epochs (not below ``min_lr``), then wait
+    ``cooldown`` epochs before counting again.
+
+    At each epoch's end (Keras's rules): the learning rate in use is logged as "learning_rate"
+    (History keeps it, the progress line shows it); the first value of ``monitor`` is the best so
+    far; a value improves on the best by more than ``min_delta`` (below it in mode "min", above
+    in "max"); an epoch in cooldown counts down and does not wait; after ``patience`` epochs
+    without improvement the rate becomes max(rate * factor, min_lr), if it was above min_lr,
+    and the cooldown starts. Mode "auto" minimises a loss and every metric but the accuracies; a
+    metric function of your own needs mode "min" or "max". The new rate sets
+    ``model.optimizer.learning_rate``, which every update reads: it holds from the next batch on.
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
+                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0):
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"ReduceLROnPlateau: monitor must be the name of a logged value, e.g. 'val_loss', got "
+                             f"{monitor!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.factor = number(factor, "ReduceLROnPlateau: factor", 0.0, 1.0, high_open=True)
+        self.patience = non_negative_int(patience, "ReduceLROnPlateau: patience")
+        self.verbose = verbosity(verbose, "ReduceLROnPlateau")
+        self.min_delta = abs(number(min_delta, "ReduceLROnPlateau: min_delta"))
+        self.cooldown = non_negative_int(cooldown, "ReduceLROnPlateau: cooldown")
+        self.min_lr = number(min_lr, "ReduceLROnPlateau: min_lr", 0.0)
+        self.sign: float | None = None if mode == "auto" else (1.0 if mode == "min" else -1.0)
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        optimizer = self.model.optimizer
+        logs["learning_rate"] = float(optimizer.learning_rate)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"ReduceLROnPlateau: {self.monitor!r} is not logged (have {sorted(logs)}): the learning rate "
+                          "is left as it is", stacklevel=2)
+            return
+        if self.sign is None:
+            self.sign = _direction(self.monitor, "ReduceLROnPlateau")
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.best is None or _improves(current, self.sign * self.best - self.min_delta, self.sign):
+            self.best, self.wait = float(current), 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(optimizer.learning_rate)
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    optimizer.learning_rate = new
+                    if self.verbose:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+_MAXIMISED = ("accuracy", "acc", "binary_accuracy", "categorical_accuracy")
+
+
+def _direction(monitor: str, who: str) -> float:
+    """Mode "auto": 1.0 (smaller is better) for a loss and npae's error metrics, -1.0 for the
+    accuracies, as Keras decides from its metrics; a name npae does not know is a clear error."""
+    name = monitor.removeprefix("val_")
+    if name == "loss" or name.endswith("_loss"):
+        return 1.0
+    for known in sorted(npae_metrics.NAMES, key=len, reverse=True):  # (an output's metric: "<output>_<name>")
+        if name.lower() == known or name.lower().endswith("_" + known):
+            return -1.0 if known in _MAXIMISED else 1.0
+    raise ValueError(f"{who}: cannot tell whether {monitor!r} should go down or up (mode='auto'); pass mode='min' or "
+                     "mode='max'")
+
+
 def _improves(value, best, sign: float) -> bool:
     """Whether ``value`` beats ``best`` (sign 1: smaller is better, -1: larger). NaN never does
     (Keras compares with np.less / np.greater, which are False for NaN)."""
@@ -369,7 +452,9 @@ class TensorBoard(Callback):
 
 
 class CallbackList:
-    """The callbacks of one ``fit``: History first, the user's, TerminateOnNaN and the progress bar."""
+    """The callbacks of one ``fit``: the user's, then History, the progress bar and TerminateOnNaN
+    (Keras's order: History records what the user's callbacks add to the logs, e.g.
+    ReduceLROnPlateau's "learning_rate")."""
 
     def __init__(self, callbacks, model, verbose: int, epochs: int, steps: int | None,
                  metrics: list[str] | None = None):
@@ -383,7 +468,7 @@ class CallbackList:
         self.history = History()
         self.nan_guard = next((c for c in callbacks if isinstance(c, TerminateOnNaN)), None) or TerminateOnNaN()
         extra = [ProgbarLogger(verbose, epochs, steps)] if verbose else []
-        self.callbacks = [self.history, *callbacks, *extra]
+        self.callbacks = [*callbacks, self.history, *extra]
         if self.nan_guard not in self.callbacks:
             self.callbacks.append(self.nan_guard)
         params = {"verbose": verbose, "epochs": epochs, "steps": steps}

@@ -14,6 +14,9 @@ updated), as Keras does. They are reported, never differentiated.
     "categorical_accuracy"                          argmax(y_true, -1) == argmax(y_pred, -1)
     "binary_crossentropy"                           mean over the last axis of -[y log p + (1-y) log(1-p)],
                                                     p = y_pred clipped to [1e-7, 1 - 1e-7]
+    "categorical_crossentropy"                      sum over the last axis of -y log p, p = y_pred divided
+                                                    by its sum over the last axis, clipped to
+                                                    [1e-7, 1 - 1e-7]
     "accuracy" ("acc")                              binary_accuracy where the output's last axis has
                                                     size 1, else categorical_accuracy (Keras's choice,
                                                     made when the model's output shape is known)
@@ -35,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["Metric", "get", "mean_squared_error", "mean_absolute_error", "binary_accuracy", "categorical_accuracy",
-           "binary_crossentropy", "mse", "mae", "NAMES"]
+           "binary_crossentropy", "categorical_crossentropy", "mse", "mae", "NAMES"]
 
 EPSILON = 1e-7  # Keras's backend epsilon: the clip of the cross-entropy's probabilities
 
@@ -69,13 +72,22 @@ def binary_crossentropy(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return np.mean(-(y * np.log(p) + (1.0 - y) * np.log1p(-p)), axis=-1)
 
 
+def categorical_crossentropy(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """(B, ...) sum over the last axis (the classes) of -y log p, p = y_pred divided by its sum
+    over the last axis and clipped to [1e-7, 1 - 1e-7] (Keras's metric takes probabilities: on a
+    model whose softmax output meets categorical cross-entropy it sees the softmax's output)."""
+    p = np.asarray(y_pred, np.float64)
+    p = np.clip(p / np.sum(p, axis=-1, keepdims=True), EPSILON, 1.0 - EPSILON)
+    return -np.sum(np.asarray(y_true, np.float64) * np.log(p), axis=-1)
+
+
 mse, mae = mean_squared_error, mean_absolute_error
 
 _FUNCTIONS: dict[str, Callable] = {
     "mean_squared_error": mean_squared_error, "mse": mean_squared_error,
     "mean_absolute_error": mean_absolute_error, "mae": mean_absolute_error,
     "binary_accuracy": binary_accuracy, "categorical_accuracy": categorical_accuracy,
-    "binary_crossentropy": binary_crossentropy,
+    "binary_crossentropy": binary_crossentropy, "categorical_crossentropy": categorical_crossentropy,
 }
 NAMES = (*_FUNCTIONS, "accuracy", "acc")
 

@@ -32,8 +32,10 @@ class Head(NamedTuple):
     output : the output's index in the model's outputs.
     loss : the loss, ``loss.forward(y_pred, y_true)``.
     weight : its weight in the objective (``compile(loss_weights=...)``).
-    logits : the layer making the output stops before its sigmoid and ``loss`` (binary
-        cross-entropy from logits) takes the logits: TensorFlow's stable form, on both paths.
+    logits : the layer making the output stops before its activation and ``loss`` takes the
+        logits: a sigmoid before binary cross-entropy (TensorFlow's stable form), a softmax before
+        categorical cross-entropy (log-softmax), on both paths. ``loss.logits_activation`` names
+        that activation ("sigmoid" or "softmax"), to apply where the output itself is reported.
     """
 
     output: int

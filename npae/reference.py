@@ -9,7 +9,8 @@ training step, for inputs xs and targets ys:
     forward   value[input k] = xs[k]
               for each op, in topological order:
                   value[op.outputs], cache[op] = op.layer.forward(value[op.inputs], training=True)
-              (a layer whose sigmoid meets binary cross-entropy stops at its logits)
+              (a layer whose sigmoid (softmax) meets binary (categorical) cross-entropy stops at
+              its logits)
     loss      L = sum over heads of weight * loss(value[head's output], y)  +  each penalty P(h)
     backward  grad[head's output] = weight * dloss/d(output), for each head
               for each op, in reverse order (if it or an op before it has trainable weights,
@@ -72,13 +73,13 @@ class ReferencePath:
     def __init__(self, flat: FlatGraph, heads: list[Head] | tuple = ()):
         self.flat, self.heads = flat, list(heads)
         producers = flat.producers()
-        # the ops whose output a sigmoid + binary cross-entropy head takes as logits
+        # the ops whose output a sigmoid (softmax) + cross-entropy head takes as logits
         self.stops_at_logits = {producers[flat.outputs[h.output]] for h in self.heads if h.logits}
 
     def forward(self, xs: list[np.ndarray], training: bool = False, logits: bool = True
                 ) -> tuple[list[np.ndarray | None], list]:
         """The value of every tensor (by number) and every op's cache, for one batch; with
-        ``logits`` the ops before a sigmoid + cross-entropy head stop at their logits."""
+        ``logits`` the ops before a sigmoid (softmax) + cross-entropy head stop at their logits."""
         value: list = [None] * len(self.flat.shapes)
         for t, x in zip(self.flat.inputs, xs):
             value[t] = x
@@ -108,12 +109,13 @@ class ReferencePath:
         return Losses(total, tuple(heads)), value, caches, loss_caches
 
     def _copy_outputs(self, value, outputs) -> None:
-        """outputs[k][...] = the model's output k (its sigmoid applied where the head took logits)."""
-        logits = {h.output for h in self.heads if h.logits}
+        """outputs[k][...] = the model's output k (its sigmoid or softmax applied where the head took
+        logits)."""
+        logits = {h.output: h.loss.logits_activation for h in self.heads if h.logits}
         for k, out in enumerate(outputs or ()):
             if out is not None:
                 v = value[self.flat.outputs[k]]
-                out[...] = activations.sigmoid(v) if k in logits else v
+                out[...] = activations.apply(logits[k], v) if k in logits else v
 
     def loss_value(self, xs, ys, training=False, outputs=None) -> Losses:
         """The objective on one batch (and the outputs, into ``outputs``)."""

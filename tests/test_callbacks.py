@@ -211,3 +211,122 @@ def test_a_callback_that_stops_training_mid_epoch_still_ends_the_epoch_as_keras(
 
     h = ae.fit(x, x, epochs=3, batch_size=2, verbose=0, validation_data=(x, x), callbacks=[StopAtFirstBatch()])
     assert ended == [(0, ["loss", "val_loss"])] and h.epoch == [0] and len(h.history["loss"]) == 1
+
+
+# -- ReduceLROnPlateau ----------------------------------------------------------------------------
+
+class FakeModel:
+    """What ReduceLROnPlateau reads: ``model.optimizer.learning_rate``."""
+
+    def __init__(self, lr):
+        self.optimizer = type("Opt", (), {"learning_rate": lr})()
+
+
+def schedule(cb, values, lr=1.0, key="val_loss"):
+    """The learning rate logged at each epoch's end and the one left at the end, for a sequence of
+    monitored values."""
+    cb.set_model(FakeModel(lr))
+    cb.on_train_begin()
+    logged = []
+    for epoch, v in enumerate(values):
+        logs = {key: v}
+        cb.on_epoch_end(epoch, logs)
+        logged.append(logs["learning_rate"])
+    return logged, cb.model.optimizer.learning_rate
+
+
+def test_reduce_lr_on_plateau_follows_kerass_rules():
+    # patience 2: two epochs without improvement (by more than min_delta) -> rate * factor
+    logged, lr = schedule(callbacks.ReduceLROnPlateau(factor=0.5, patience=2), [1.0, 0.9, 0.95, 0.92, 0.91, 0.85])
+    assert logged == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5] and lr == 0.5
+    # min_delta: 0.9 -> 0.89995 is no improvement; min_lr bounds the rate and stops the reductions
+    logged, lr = schedule(callbacks.ReduceLROnPlateau(factor=0.1, patience=1, min_delta=1e-4, min_lr=0.05),
+                          [0.9, 0.89995, 0.9, 0.8, 0.81, 0.82])
+    assert logged == [1.0, 1.0, 0.1, 0.05, 0.05, 0.05] and lr == 0.05
+    # cooldown 2: the epoch after a reduction does not count; the next (its counter reaching 0) does
+    logged, lr = schedule(callbacks.ReduceLROnPlateau(factor=0.5, patience=1, cooldown=2), [1.0, 1.0, 1.0, 1.0, 1.0])
+    assert logged == [1.0, 1.0, 0.5, 0.5, 0.25] and lr == 0.25
+    # mode: an accuracy goes up ("auto" knows npae's metrics), "max" for anything
+    logged, lr = schedule(callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=1),
+                          [0.5, 0.6, 0.55, 0.7], key="val_accuracy")
+    assert logged == [1.0, 1.0, 1.0, 0.5] and lr == 0.5
+    assert schedule(callbacks.ReduceLROnPlateau(monitor="val_out_mae", patience=1), [1.0, 2.0],
+                    key="val_out_mae")[1] == pytest.approx(0.1)
+    assert schedule(callbacks.ReduceLROnPlateau(monitor="f1", mode="max", patience=1), [1.0, 2.0], key="f1")[1] == 1.0
+    with pytest.raises(ValueError, match=r"cannot tell whether 'f1' should go down or up.*mode='min' or mode='max'"):
+        schedule(callbacks.ReduceLROnPlateau(monitor="f1"), [1.0], key="f1")
+    # NaN never improves
+    assert schedule(callbacks.ReduceLROnPlateau(patience=1), [1.0, float("nan")])[1] == pytest.approx(0.1)
+
+
+def test_reduce_lr_on_plateau_warns_when_the_monitored_value_is_missing(capsys):
+    cb = callbacks.ReduceLROnPlateau(monitor="val_loss", patience=0, verbose=1)
+    with pytest.warns(UserWarning, match=r"'val_loss' is not logged \(have \['learning_rate', 'loss'\]\)"):
+        logged, lr = schedule(cb, [1.0, 1.0], key="loss")
+    assert lr == 1.0 and capsys.readouterr().out == ""
+    schedule(callbacks.ReduceLROnPlateau(monitor="loss", patience=1, verbose=1), [1.0, 1.0], key="loss")
+    assert "Epoch 2: ReduceLROnPlateau reducing learning rate to 0.1." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"factor": 1.0}, r"factor must be a finite number in \[0, 1\)"), ({"patience": -1}, "patience"),
+    ({"mode": "up"}, "mode must be 'auto', 'min' or 'max'"), ({"cooldown": 1.5}, "cooldown"),
+    ({"min_lr": -1.0}, "min_lr"), ({"monitor": ""}, "monitor must be the name"), ({"verbose": 3}, "verbose"),
+])
+def test_reduce_lr_on_plateau_bad_arguments_are_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        callbacks.ReduceLROnPlateau(**kwargs)
+    with pytest.raises(TypeError, match="epsilon"):
+        callbacks.ReduceLROnPlateau(epsilon=1e-4)  # (Keras 2's name for min_delta: not silently ignored)
+
+
+def linear_regression(jit, lr=0.05):
+    from npae.layers import Dense, Input
+    from npae.models import Model
+    from npae.optimizers import SGD
+    from npae.random import set_random_seed
+
+    set_random_seed(3)
+    inp = Input((5,))
+    model = Model(inp, Dense(2)(inp))
+    model.compile(SGD(lr, momentum=0.9), "mse", jit_compile=jit)
+    return model.astype("float64")
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_the_reduced_rate_takes_effect_at_the_next_batch(jit):
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((12, 5)), rng.standard_normal((12, 2))
+    # min_delta 10: no epoch improves, so with patience 1 the rate halves after epochs 2 and 3
+    auto = linear_regression(jit)
+    cb = callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, min_delta=10.0)
+    h = auto.fit(x, y, epochs=4, batch_size=4, shuffle=False, verbose=0, callbacks=[cb])
+    assert h.history["learning_rate"] == [0.05, 0.05, 0.025, 0.0125] and auto.optimizer.learning_rate == 0.00625
+    by_hand = linear_regression(jit)
+    for lr, epochs in ((0.05, 2), (0.025, 1), (0.0125, 1)):
+        by_hand.optimizer.learning_rate = lr
+        by_hand.fit(x, y, epochs=epochs, batch_size=4, shuffle=False, verbose=0)
+    for a, b in zip(auto.get_weights(), by_hand.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    # and a rate changed between two batches of an epoch holds from the next batch
+    halving = linear_regression(jit)
+
+    class Halve(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.optimizer.learning_rate /= 2
+
+    halving.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0, callbacks=[Halve()])
+    by_hand = linear_regression(jit)
+    for k in range(3):
+        by_hand.train_on_batch(x[4 * k:4 * k + 4], y[4 * k:4 * k + 4])
+        by_hand.optimizer.learning_rate /= 2
+    for a, b in zip(halving.get_weights(), by_hand.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    assert not np.allclose(halving.get_weights()[0], auto.get_weights()[0])
+
+
+def test_history_records_what_the_users_callbacks_add_to_the_logs_as_keras():
+    ae, x = small_model()
+    h = ae.fit(x, x, epochs=2, batch_size=32, verbose=0, callbacks=[callbacks.ReduceLROnPlateau(monitor="loss")])
+    assert sorted(h.history) == ["learning_rate", "loss"]
+    assert h.history["learning_rate"] == [ae.optimizer.learning_rate] * 2

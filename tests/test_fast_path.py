@@ -67,7 +67,7 @@ CONV_CASES = [  # (image, cin, cout, kernel, padding, strides, activation)
     ((9, 8), 5, 2, 3, "same", 1, "relu"), ((9, 8), 1, 4, 3, "same", 1, "sigmoid"),
     ((7, 6), 3, 4, (2, 3), "valid", 1, "linear"),
     ((8, 10), 12, 16, 3, "same", 1, "relu"), ((7, 7), 8, 8, 3, "same", 1, "relu"), ((9, 9), 3, 2, 5, "same", 2, "relu"),
-    ((6, 7), 4, 3, 3, "same", 1, "tanh"),
+    ((6, 7), 4, 3, 3, "same", 1, "tanh"), ((6, 5), 4, 5, 3, "same", 1, "softmax"),
 ]
 
 
@@ -160,7 +160,7 @@ def test_pooling_through_a_relu_hands_the_layer_below_dz(pool_size, strides, pad
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("activation", ["relu", "sigmoid", "linear", "elu"])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "linear", "elu", "softmax"])
 def test_dense_and_activation_steps(activation, dtype):
     dense = built(Dense(5, activation=activation), (7,), dtype)
     act = built(Activation(activation), (5,), dtype)
@@ -471,6 +471,7 @@ CONV_T_CASES = [  # (image, cin, filters, kernel, padding, strides, output_paddi
     ((4, 5), 2, 3, (2, 3), "same", (2, 1), None, "sigmoid", False), ((6, 4), 3, 4, 4, "same", 2, None, "relu", True),
     ((3, 3), 2, 2, 5, "valid", 3, (1, 2), "tanh", True), ((5, 5), 3, 3, 3, "same", 1, None, "relu", False),
     ((4, 6), 2, 5, (3, 1), "same", (2, 3), (0, 1), "linear", True), ((2, 3), 4, 2, 2, "valid", 1, None, "elu", True),
+    ((3, 4), 2, 3, 3, "same", 2, None, "softmax", True),
 ]
 
 

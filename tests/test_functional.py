@@ -5,7 +5,7 @@ over seeded random shapes."""
 import numpy as np
 import pytest
 
-from npae.functional import activations, conv, dense, losses, optimizers, pool, regularizers, upsample
+from npae.functional import activations, conv, dense, losses, noise, optimizers, pool, regularizers, upsample
 
 
 def numeric_grad(f, x, eps=1e-6):
@@ -173,7 +173,8 @@ def test_activations_forward_and_backward(name):
     a, cache = activations.forward(z, name, alpha=0.2 if name == "leaky_relu" else 1.0)
     want = {"linear": z, "relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z),
             "leaky_relu": np.where(z > 0, z, 0.2 * z), "elu": np.where(z > 0, z, np.exp(z) - 1),
-            "softplus": np.log1p(np.exp(z)), "silu": z / (1 + np.exp(-z))}[name]
+            "softplus": np.log1p(np.exp(z)), "silu": z / (1 + np.exp(-z)),
+            "softmax": np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)}[name]
     np.testing.assert_allclose(a, want, rtol=1e-12, atol=1e-15)
     u = rng.standard_normal(z.shape)
     dz = activations.backward(u, cache)
@@ -190,6 +191,35 @@ def test_sigmoid_and_softplus_never_overflow():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(activations.forward(z, "sigmoid")[0], [0.0, 1.0, 0.5])
         np.testing.assert_allclose(activations.forward(z, "softplus")[0], [0.0, 1000.0, np.log(2)], rtol=1e-6)
+
+
+def test_softmax_never_overflows_and_its_rows_sum_to_one():
+    import warnings
+
+    z = np.array([[1000.0, 0.0, -1000.0], [-1000.0, -1000.0, -1000.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a, cache = activations.forward(z, "softmax")
+        np.testing.assert_allclose(a, [[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-6)
+        np.testing.assert_allclose(activations.log_softmax(z.astype(np.float64))[0], [0.0, -1000.0, -2000.0])
+        assert np.isfinite(activations.backward(np.ones_like(z), cache)).all()
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((2, 3, 4, 5))  # (softmax over the last axis of any shape)
+    a = activations.apply("softmax", z)
+    np.testing.assert_allclose(a.sum(axis=-1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(a, activations.softmax(z + 7.5), rtol=1e-12)  # (the same for any shift of a row)
+    u = rng.standard_normal(z.shape)
+    dz = activations.backward(u, activations.forward(z, "softmax")[1])
+    np.testing.assert_allclose(dz.sum(axis=-1), 0.0, atol=1e-14)  # (a shift of a row changes nothing)
+    np.testing.assert_allclose(dz, numeric_grad(lambda: np.sum(u * activations.softmax(z)), z), rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="at least one axis"):
+        activations.forward(np.float64(1.0), "softmax")
+
+
+def test_apply_is_the_forward_pass_without_its_cache():
+    z = np.random.default_rng(9).standard_normal((3, 4))
+    for name in ("sigmoid", "softmax", "relu"):
+        np.testing.assert_array_equal(activations.apply(name, z), activations.forward(z, name)[0])
 
 
 @pytest.mark.parametrize("name", ["mse", "mae", "bce", "sigmoid_bce"])
@@ -212,6 +242,58 @@ def test_bce_clips_probabilities_and_passes_no_gradient_outside():
     value, cache = losses.bce_forward(y, np.array([[1.0, 0.0, 1.0]]))
     assert np.isfinite(value)
     assert np.all(losses.bce_backward(cache)[0, :2] == 0)
+
+
+def naive_cce(y, t, from_logits):
+    """Keras's categorical cross-entropy, a row (the last axis) at a time: the mean over rows of
+    -sum t log p, p = softmax(z), or y / sum(y) clipped to [1e-7, 1 - 1e-7]."""
+    rows_y, rows_t, total = y.reshape(-1, y.shape[-1]), t.reshape(-1, t.shape[-1]), 0.0
+    for yr, tr in zip(rows_y, rows_t):
+        p = np.exp(yr) / np.sum(np.exp(yr)) if from_logits else np.clip(yr / np.sum(yr), 1e-7, 1 - 1e-7)
+        total += -sum(tc * np.log(pc) for tc, pc in zip(tr, p))
+    return total / len(rows_y)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 3, 4), (3, 1)])
+def test_categorical_crossentropy_value_and_gradient(shape, from_logits):
+    rng = np.random.default_rng(10)
+    # unnormalised probabilities (each row divided by its sum), or logits; one-hot and soft targets
+    y = rng.standard_normal(shape) * 3 if from_logits else rng.uniform(0.05, 0.95, shape)
+    t = np.eye(shape[-1])[rng.integers(0, shape[-1], shape[:-1])]
+    t[0] = rng.dirichlet(np.ones(shape[-1]), size=shape[1:-1]) if len(shape) > 2 else rng.dirichlet(np.ones(shape[-1]))
+    fwd, bwd = (losses.softmax_cce_forward, losses.softmax_cce_backward) if from_logits else \
+        (losses.cce_forward, losses.cce_backward)
+    value, cache = fwd(y, t)
+    assert np.isclose(value, naive_cce(y, t, from_logits), rtol=1e-12)
+    np.testing.assert_allclose(bwd(cache), numeric_grad(lambda: fwd(y, t)[0], y), rtol=1e-6, atol=1e-9)
+
+
+def test_categorical_crossentropy_clips_and_passes_no_gradient_outside():
+    y = np.array([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+    value, cache = losses.cce_forward(y, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert np.isclose(value, -np.log(1e-7))  # each row's target class has p = 0: clipped to 1e-7
+    g = losses.cce_backward(cache)
+    assert np.isfinite(g).all() and g[0, 0] == 0 and g[1, 1] == 0  # (the clipped entries pass nothing)
+    big = np.array([[1000.0, -1000.0, 0.0]])  # the logits form never overflows
+    value, cache = losses.softmax_cce_forward(big, np.array([[0.0, 1.0, 0.0]]))
+    assert np.isclose(value, 2000.0)
+    np.testing.assert_allclose(losses.softmax_cce_backward(cache), [[1.0, -1.0, 0.0]], atol=1e-300)
+
+
+def test_spatial_dropout_shares_each_images_channel_mask_over_its_pixels():
+    rng = np.random.default_rng(11)
+    x, keep = rng.standard_normal((2, 3, 4, 5)), rng.random((2, 5)) >= 0.4
+    y, cache = noise.spatial_dropout2d_forward(x, keep, 0.4)
+    for n, i, j, c in np.ndindex(x.shape):
+        assert y[n, i, j, c] == (x[n, i, j, c] / 0.6 if keep[n, c] else 0.0)
+    u = rng.standard_normal(x.shape)
+    np.testing.assert_allclose(noise.spatial_dropout2d_backward(u, cache),
+                               numeric_grad(lambda: np.sum(u * noise.spatial_dropout2d_forward(x, keep, 0.4)[0]), x),
+                               rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match=r"x \(N, H, W, C\) and a mask keep \(N, C\), got x \(2, 3, 4, 5\) and keep "
+                                         r"\(2, 4\)"):
+        noise.spatial_dropout2d_forward(x, keep[:, :4], 0.4)
 
 
 def test_loss_shapes_must_match():

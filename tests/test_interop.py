@@ -128,8 +128,9 @@ def activations():
     npae.set_random_seed(9)
     x = npae.Input((6,), name="act_in")
     h = x
-    for name in ("linear", "relu", "sigmoid", "tanh", "leaky_relu", "elu", "softplus", "silu"):
+    for name in ("linear", "relu", "sigmoid", "tanh", "leaky_relu", "elu", "softplus", "silu", "softmax"):
         h = L.Dense(6, activation=name, name=f"d_{name}")(h)
+    h = L.Activation("softmax", name="a_softmax")(L.Softmax(name="softmax_layer")(h))
     h = L.Activation("tanh", name="a_tanh")(L.ReLU(name="relu_layer")(h))
     return Model(x, L.LeakyReLU(negative_slope=0.05, name="lrelu_layer")(L.Activation("swish", name="a_swish")(h)),
                  name="activations")
@@ -151,6 +152,16 @@ def batchnorm():
                                for w, k in zip(layer.get_weights(), [k for k in layer.param_order
                                                                      if k in layer.params])])
     return model
+
+
+def classifier():
+    npae.set_random_seed(14)
+    x = npae.Input((6, 6, 2), name="cls_in")
+    h = L.Conv2D(4, 3, padding="same", activation="relu", name="cls_conv")(x)
+    h = L.SpatialDropout2D(0.3, seed=2, name="cls_spatial")(h)
+    h = L.SpatialDropout2D(0.1, name="cls_spatial_frozen", trainable=False)(h)
+    h = L.Dense(8, name="cls_dense")(L.Flatten(name="cls_flat")(h))
+    return Model(x, L.Softmax(name="cls_probs")(L.LeakyReLU(name="cls_lrelu")(h)), name="classifier")
 
 
 def regularized():
@@ -213,6 +224,7 @@ BUILDERS = {
     "activations": activations,
     "batchnorm": batchnorm,
     "regularized": regularized,
+    "classifier": classifier,
     "float64": float64,
     "subclassed": subclassed,
 }
@@ -357,7 +369,20 @@ def keras_nested_dict():
     return model
 
 
-KERAS_BUILDERS = {"functional": keras_functional, "sequential": keras_sequential, "nested_dict": keras_nested_dict}
+def keras_classifier():
+    z = {"kernel_initializer": "zeros"}
+    with pytest.warns(UserWarning, match="alpha"):  # (Keras 2's name, which Keras 3 still takes)
+        lrelu = K.LeakyReLU(alpha=0.2, name="kc_lrelu")
+    model = keras.Sequential([keras.Input((6, 6, 3), name="kc_in"), K.Conv2D(4, 3, name="kc_conv", **z),
+                              K.SpatialDropout2D(0.25, seed=3, name="kc_spatial"), lrelu, K.Flatten(name="kc_flat"),
+                              K.Dense(5, activation="softmax", name="kc_dense", **z), K.Softmax(name="kc_softmax")],
+                             name="keras_classifier")
+    randomize(model, 4)
+    return model
+
+
+KERAS_BUILDERS = {"functional": keras_functional, "sequential": keras_sequential, "nested_dict": keras_nested_dict,
+                  "classifier": keras_classifier}
 
 
 @pytest.fixture(scope="module")
@@ -404,8 +429,14 @@ def test_from_keras_refuses_what_npae_cannot_represent_naming_the_layer_and_argu
     refusal(lambda: keras.Sequential([keras.Input((3,)), K.Dense(2, kernel_regularizer=keras.regularizers.L2(0.01),
                                                                  name="dense_reg", **z)]),
             r"layer 'dense_reg' \(Dense\): kernel_regularizer=L2\(l2=0.01")
-    refusal(lambda: keras.Sequential([keras.Input((3,)), K.Dense(2, activation="softmax", name="probs", **z)]),
-            r"layer 'probs' \(Dense\): activation='softmax'")
+    refusal(lambda: keras.Sequential([keras.Input((3,)), K.Dense(2, activation="gelu", name="probs", **z)]),
+            r"layer 'probs' \(Dense\): activation='gelu'")
+    refusal(lambda: keras.Sequential([keras.Input((3, 4)), K.Softmax(axis=1, name="cols")]),
+            r"model '.*': cols: axis=1 is not supported by npae \(only the last axis: -1, or 2 for inputs of shape "
+            r"\(batch, 3, 4\)\)")
+    refusal(lambda: keras.Sequential([keras.Input((4, 4, 2)), K.SpatialDropout2D(0.5, data_format="channels_first",
+                                                                              name="sd_first")]),
+            r"layer 'sd_first' \(SpatialDropout2D\): data_format='channels_first'")
     refusal(lambda: keras.Sequential([keras.Input((4, 4, 1)), K.UpSampling2D(interpolation="bilinear", name="bil")]),
             r"layer 'bil' \(UpSampling2D\): interpolation='bilinear'")
 
@@ -455,6 +486,21 @@ def test_to_keras_refuses_what_keras_cannot_represent():
         interop.to_keras(model, compile=True)
     with pytest.raises(ValueError, match="to_keras: .*not been built"):
         interop.to_keras(Subclassed())
+    img = npae.Input((4, 4, 2))
+    noisy = L.SpatialDropout2D(0.5, activity_regularizer="l2", name="sd_reg")(img)
+    with pytest.raises(interop.ConversionError, match=r"layer 'sd_reg' \(SpatialDropout2D\): Keras's SpatialDropout2D "
+                                                      "takes no activity_regularizer"):
+        interop.to_keras(Model(img, noisy))
+
+
+def test_from_keras_reads_keras_2s_alpha_of_leaky_relu():
+    # (Keras 3 writes negative_slope in its configs; a config with Keras 2's alpha is read as well)
+    layer = K.LeakyReLU(negative_slope=0.2, name="old_lrelu")
+    config = {k: v for k, v in layer.get_config().items() if k != "negative_slope"}
+    layer.get_config = lambda: {**config, "alpha": 0.2}
+    with pytest.warns(UserWarning, match="alpha is deprecated"):
+        back = interop.from_keras(keras.Sequential([keras.Input((3,)), layer]))
+    assert back.get_layer("old_lrelu").get_config()["negative_slope"] == 0.2
 
 
 def test_initializers_carry_over_by_name_and_others_warn():
@@ -508,6 +554,31 @@ def test_to_keras_compiles_several_outputs_with_loss_weights_list_and_dict(conve
         assert twin.optimizer.get_config()["nesterov"] and twin.optimizer.get_config()["momentum"] == 0.9
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_categorical_crossentropy_compiles_both_ways(converted, from_logits):
+    model = converted["classifier"][0]
+    loss = npae.losses.CategoricalCrossentropy(from_logits=True) if from_logits else "categorical_crossentropy"
+    model.compile(optimizer=npae.optimizers.Adam(0.01), loss=loss, metrics=["categorical_crossentropy", "accuracy"])
+    twin = interop.to_keras(model, compile=True)
+    assert type(twin.loss).__name__ == "CategoricalCrossentropy" if from_logits else twin.loss == loss
+    x = inputs_for(model)
+    y = np.eye(8, dtype=np.float32)[np.random.default_rng(6).integers(0, 8, 5)]
+    mine, theirs = evaluate_both(model, twin, x, y)
+    assert set(mine) == set(theirs) == {"loss", "categorical_crossentropy", "accuracy"}
+    for key in mine:
+        assert abs(mine[key] - theirs[key]) <= 1e-5 * max(1.0, abs(mine[key])), key
+    back = interop.from_keras(twin, compile=True)
+    assert type(back.loss) is npae.losses.CategoricalCrossentropy and back.loss.from_logits == from_logits
+    assert back.objective.metric_ids == model.objective.metric_ids
+    km = converted["classifier"][1]  # (Keras's metric class, by its default name)
+    km.compile(optimizer="adam", loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits),
+               metrics=[keras.metrics.CategoricalCrossentropy(), keras.metrics.CategoricalAccuracy()])
+    again = interop.from_keras(km, compile=True)
+    assert again.objective.metric_ids == (("categorical_crossentropy", "categorical_accuracy"),)
+    mine, theirs = evaluate_both(again, km, x, y)
+    assert set(mine) == set(theirs) and all(abs(mine[k] - theirs[k]) <= 1e-5 * max(1.0, abs(mine[k])) for k in mine)
+
+
 OPTIMIZERS = [
     (lambda m: m.SGD(learning_rate=0.05, momentum=0.9, nesterov=True), {"momentum": 0.9, "nesterov": True}),
     (lambda m: m.RMSprop(learning_rate=0.002, rho=0.8, momentum=0.1, epsilon=1e-6, centered=True),
@@ -541,8 +612,11 @@ def test_from_keras_compiles_the_same_optimizer_loss_and_metrics(from_keras_mode
     km.compile(optimizer="nadam", loss="mse")
     with pytest.raises(interop.ConversionError, match="optimizer Nadam is not supported"):
         interop.from_keras(km, compile=True)
-    km.compile(optimizer="sgd", loss="categorical_crossentropy")
-    with pytest.raises(interop.ConversionError, match="loss 'categorical_crossentropy' is not supported"):
+    km.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(interop.ConversionError, match="loss 'sparse_categorical_crossentropy' is not supported"):
+        interop.from_keras(km, compile=True)
+    km.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1))
+    with pytest.raises(interop.ConversionError, match="loss categorical_crossentropy: .*label_smoothing=0.1"):
         interop.from_keras(km, compile=True)
     assert interop.from_keras(km).optimizer is None  # (compile=False: the settings stay behind)
 

@@ -208,3 +208,21 @@ def test_a_batch_method_refuses_an_empty_batch():
         with pytest.raises(ValueError, match="empty batch"):
             method(empty, empty)
     assert np.isfinite(model.get_weights()[2]).all()  # the moving mean is untouched
+
+
+def test_device_takes_kerass_cpu_names_and_refuses_a_gpu():
+    from npae.device import device
+
+    model, x = small(), data(8)
+    want = model.predict(x, verbose=0)
+    for name in ("cpu", "cpu:0", "CPU:0", "/CPU:0", "/cpu:0", "/device:CPU:0", "/Device:cpu:0"):
+        with device(name) as where:
+            np.testing.assert_array_equal(model.predict(x, verbose=0), want)
+        assert where == "cpu:0"
+    for name in ("gpu:0", "GPU", "/device:GPU:0", "cuda", "tpu:0", "", "cpu0"):
+        with pytest.raises(ValueError, match=f"npae runs on the CPU only .* on {name!r}"):
+            device(name)
+    with pytest.raises(ValueError, match="one CPU device, cpu:0"):
+        device("cpu:1")
+    with pytest.raises(ValueError, match="expected a device name such as 'cpu:0', got 0"):
+        device(0)

@@ -16,6 +16,7 @@ from npae.layers import (
     MaxPooling2D,
     ReLU,
     Reshape,
+    Softmax,
     UpSampling2D,
 )
 
@@ -26,7 +27,8 @@ def passes(layer, shape, seed=0):
     return report
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh", "elu", "softplus", "silu", "leaky_relu"])
+@pytest.mark.parametrize("activation", ["linear", "relu", "sigmoid", "tanh", "elu", "softplus", "silu", "leaky_relu",
+                                        "softmax"])
 def test_dense_gradcheck(activation):
     rng = np.random.default_rng(0)
     for seed in range(3):
@@ -72,9 +74,42 @@ def test_upsampling_gradcheck(size):
 @pytest.mark.parametrize("layer,shape", [
     (Flatten(), (3, 2, 2)), (Reshape((2, -1)), (6,)), (Activation("sigmoid"), (5,)), (ReLU(), (3, 3)),
     (Activation("linear"), (4,)), (LeakyReLU(0.1), (2, 3)), (Activation("tanh"), (4, 2)),
+    (Activation("softmax"), (5,)), (Softmax(), (3, 2, 4)), (Softmax(axis=3), (2, 2, 3)),
+    (Conv2D(3, 2, activation="softmax"), (4, 4, 2)),
 ])
 def test_shape_and_activation_layers_gradcheck(layer, shape):
     passes(layer, shape)
+
+
+def test_softmax_layer_is_kerass_over_the_last_axis_only():
+    x = np.random.default_rng(3).standard_normal((2, 3, 4))
+    out = Softmax(dtype="float64")(x)
+    np.testing.assert_allclose(out, np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True), rtol=1e-12)
+    np.testing.assert_array_equal(Softmax(axis=2, dtype="float64")(x), out)  # (axis 2 is the last of (N, 3, 4))
+    np.testing.assert_array_equal(Activation("softmax", dtype="float64")(x), out)
+    assert Softmax().activation.name == "softmax" and Softmax(name="probs").get_config() == {
+        "name": "probs", "dtype": "float32", "axis": -1}
+    with pytest.raises(NotImplementedError, match=r"axis=1 is not supported by npae \(only the last axis: -1, or 2 "
+                                                  r"for inputs of shape \(batch, 3, 4\)\)"):
+        Softmax(axis=1)(Input(shape=(3, 4)))
+    with pytest.raises(NotImplementedError, match="axis=-2 is not supported"):
+        Softmax(axis=-2)
+    with pytest.raises(NotImplementedError, match=r"axis=\[1, 2\] \(several axes\)"):
+        Softmax(axis=[1, 2])
+    with pytest.raises(ValueError, match="axis must be an int"):
+        Softmax(axis="last")
+
+
+def test_leaky_relu_takes_keras_2s_alpha_as_keras_3_does():
+    with pytest.warns(UserWarning, match="alpha is deprecated"):
+        layer = LeakyReLU(alpha=0.2)
+    assert layer.activation.alpha == 0.2 and layer.get_config()["negative_slope"] == 0.2
+    assert "alpha" not in layer.get_config()
+    assert LeakyReLU().activation.alpha == 0.3 and LeakyReLU(0.1).activation.alpha == 0.1
+    with pytest.raises(ValueError, match="negative_slope or alpha .* not both; got negative_slope=0.3 and alpha=0.2"):
+        LeakyReLU(negative_slope=0.3, alpha=0.2)
+    with pytest.raises(ValueError, match="negative_slope must be a number >= 0"), pytest.warns(UserWarning):
+        LeakyReLU(alpha=-1.0)
 
 
 def test_layer_passes_are_the_reference_operations():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from npae import gradcheck, losses, optimizers, regularizers
-from npae.activations import sigmoid
+from npae.activations import sigmoid, softmax
 from npae.fast import elementwise
 
 OPS = [pytest.param(None, id="reference"), pytest.param(elementwise, id="fast")]
@@ -48,10 +48,59 @@ def test_bce_logits_equals_clipped_bce_where_unclipped():
     assert np.isclose(a, b, rtol=1e-9)
 
 
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_categorical_crossentropy_gradcheck(from_logits):
+    rng = np.random.default_rng(3)
+    for shape in [(4, 3), (2, 3, 3, 5)]:
+        y = rng.standard_normal(shape) * 2 if from_logits else rng.uniform(0.05, 0.95, shape)
+        t = np.eye(shape[-1])[rng.integers(0, shape[-1], shape[:-1])]
+        report = gradcheck.check_loss(losses.CategoricalCrossentropy(from_logits=from_logits), y, t)
+        assert report.passed, report.table()
+
+
+def test_categorical_crossentropy_golden_value_from_keras():
+    # Keras's CategoricalCrossentropy docstring: per sample [0.0513, 2.303], their mean 1.177
+    t, y = np.array([[0, 1, 0], [0, 0, 1]]), np.array([[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+    loss = losses.get("categorical_crossentropy")
+    assert isinstance(loss, losses.CategoricalCrossentropy) and loss.name == "categorical_crossentropy"
+    assert loss(t, y) == pytest.approx((-np.log(0.95) - np.log(0.1)) / 2, rel=1e-12)
+    assert round(loss(t, y), 3) == 1.177
+    # the logits form is the probabilities form of softmax(z) where nothing is clipped
+    z = np.random.default_rng(4).standard_normal((5, 4))
+    tz = np.random.default_rng(5).dirichlet(np.ones(4), size=5)
+    assert losses.CategoricalCrossentropy(from_logits=True)(tz, z) == pytest.approx(loss(tz, softmax(z)), rel=1e-12)
+    big = np.array([[1000.0, -1000.0, 0.0]])
+    assert losses.CategoricalCrossentropy(from_logits=True)(np.array([[1.0, 0.0, 0.0]]), big) == 0.0
+
+
+def test_categorical_crossentropy_arguments_and_targets():
+    assert losses.CategoricalCrossentropy(label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size").name \
+        == "categorical_crossentropy"
+    with pytest.raises(NotImplementedError, match="label_smoothing=0.1 is a Keras argument npae does not support"):
+        losses.CategoricalCrossentropy(label_smoothing=0.1)
+    with pytest.raises(NotImplementedError, match="axis=1"):
+        losses.CategoricalCrossentropy(axis=1)
+    for loss in (losses.CategoricalCrossentropy(), losses.CategoricalCrossentropy(from_logits=True)):
+        again = losses.get(losses.serialize(loss))
+        assert type(again) is type(loss) and again.from_logits == loss.from_logits
+    assert losses.CategoricalCrossentropy(from_logits=True).logits_activation == "softmax"
+    assert losses.BinaryCrossentropy(from_logits=True).logits_activation == "sigmoid"
+    assert losses.CategoricalCrossentropy().logits_activation is None and losses.get("mse").logits_activation is None
+    with pytest.raises(ValueError, match=r"y_true has shape \(4, 1\), the output \(4, 3\).*to_categorical"):
+        losses.get("categorical_crossentropy")(np.zeros((4, 1)), np.full((4, 3), 1 / 3))
+    with pytest.raises(ValueError, match=r"one-hot rows .* in \[0, 1\], got values in \[0, 7\].*to_categorical"):
+        losses.get("categorical_crossentropy").check_targets(np.array([[0.0, 7.0]]))
+    with pytest.warns(UserWarning, match="one class"):
+        losses.get("categorical_crossentropy").check_targets(np.ones((3, 1)))
+
+
 def test_keras_reduction_is_mean_over_everything():
     y, t = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]), np.zeros((2, 3))
     assert losses.get("mse")(t, y) == np.mean(y ** 2)
     assert losses.get("mae")(t, -y) == np.mean(y)
+    # categorical cross-entropy sums over the classes (the last axis), then takes the mean of the rest
+    p = np.full((2, 3, 4), 0.25)
+    assert losses.get("categorical_crossentropy")(np.eye(4)[[[0, 1, 2], [3, 0, 1]]], p) == pytest.approx(np.log(4))
 
 
 def test_loss_shape_mismatch_is_an_error_not_a_broadcast():

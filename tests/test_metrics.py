@@ -34,6 +34,12 @@ def test_metric_functions_are_kerass_maths():
     p_edge = np.array([[0.0, 1.0]])
     bce = metrics.binary_crossentropy(np.array([[1.0, 0.0]]), p_edge)
     np.testing.assert_allclose(bce, [-np.log(1e-7)], rtol=1e-6)  # clipped, finite
+    # categorical cross-entropy: each row normalised by its sum and clipped, then -sum y log p over
+    # the classes (Keras's docstring example: [0.0513, 2.303])
+    t2, p2 = np.array([[0, 1, 0], [0, 0, 1]]), np.array([[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
+    np.testing.assert_allclose(metrics.categorical_crossentropy(t2, p2), [-np.log(0.95), -np.log(0.1)], rtol=1e-12)
+    np.testing.assert_allclose(metrics.categorical_crossentropy(t2, 2 * p2), [-np.log(0.95), -np.log(0.1)])
+    assert metrics.categorical_crossentropy(np.eye(3)[[[0, 1]]], np.full((1, 2, 3), 1 / 3)).shape == (1, 2)
 
 
 def test_metric_names_resolve_as_in_keras():
@@ -41,6 +47,7 @@ def test_metric_names_resolve_as_in_keras():
     assert metrics.get("MSE", (None, 784)).name == "MSE"  # logged under the name given
     assert metrics.get("accuracy", (None, 28, 28, 1)).fn is metrics.binary_accuracy  # last axis of size 1
     assert metrics.get("acc", (None, 784)).fn is metrics.categorical_accuracy
+    assert metrics.get("categorical_crossentropy", (None, 10)).fn is metrics.categorical_crossentropy
     with pytest.raises(ValueError, match="unknown metric 'crossentropy'"):  # a Keras loss alias, not a metric
         metrics.get("crossentropy", (None, 1))
     with pytest.raises(ValueError, match="unknown metric 'f1'.*mean_squared_error"):

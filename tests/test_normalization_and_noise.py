@@ -13,7 +13,7 @@ import npae
 from npae import gradcheck
 from npae.functional import batchnorm, noise
 from npae.layers import Conv2D, Dense, Flatten, Input
-from npae.layers.noise import Dropout, GaussianNoise
+from npae.layers.noise import Dropout, GaussianNoise, SpatialDropout2D
 from npae.layers.normalization import BatchNormalization
 from npae.models import Model, load_model
 
@@ -386,6 +386,65 @@ def test_dropout_gradcheck_with_a_fixed_seed(rate):
     passes(Dropout(rate, noise_shape=(None, 1, 3), seed=6), (4, 3))
 
 
+# -- SpatialDropout2D ---------------------------------------------------------------------------------
+
+def test_spatial_dropout_drops_whole_channels_and_scales_the_rest():
+    x = np.random.default_rng(3).uniform(1, 2, (400, 3, 4, 25))
+    layer = SpatialDropout2D(0.3, seed=4, dtype="float64")
+    out, cache = layer.forward(x, training=True)
+    kept = out[:, 0, 0, :] != 0  # (N, C): one draw per image and channel
+    assert np.array_equal(out != 0, np.broadcast_to(kept[:, None, None, :], x.shape))
+    np.testing.assert_allclose(out[out != 0], x[out != 0] / 0.7, rtol=1e-15)
+    assert abs(1 - kept.mean() - 0.3) < 0.02  # 10,000 channels: the dropped fraction is about the rate
+    dx, grads = layer.backward(np.full_like(x, 2.0), cache)
+    np.testing.assert_allclose(dx, np.where(out != 0, 2.0 / 0.7, 0.0), rtol=1e-15)
+    assert grads == {}
+    for training, rate in ((False, 0.3), (True, 0.0)):  # the identity at inference, and at rate 0
+        y, c = SpatialDropout2D(rate, seed=0).forward(x, training=training)
+        np.testing.assert_array_equal(y, x.astype(np.float32))
+        np.testing.assert_array_equal(SpatialDropout2D(rate).backward(x, c)[0], x)
+
+
+def test_spatial_dropout_draws_from_its_seed_and_npae_set_random_seed():
+    x = np.ones((4, 2, 2, 6))
+    a, b = SpatialDropout2D(0.5, seed=7), SpatialDropout2D(0.5, seed=7)
+    a1, b1 = a.forward(x, training=True)[0], b.forward(x, training=True)[0]
+    np.testing.assert_array_equal(a1, b1)
+    assert not np.array_equal(a1, a.forward(x, training=True)[0])  # a new draw each training pass
+    npae.set_random_seed(12)
+    c = SpatialDropout2D(0.5)
+    npae.set_random_seed(12)
+    np.testing.assert_array_equal(c.forward(x, training=True)[0], SpatialDropout2D(0.5).forward(x, training=True)[0])
+
+
+@pytest.mark.parametrize("rate", [0.3, 0.7])
+def test_spatial_dropout_gradcheck_with_a_fixed_mask(rate):
+    report = passes(SpatialDropout2D(rate, seed=5), (3, 2, 4))
+    assert report.checks[0].checked == 3 * 3 * 2 * 4
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda: SpatialDropout2D(1.0), ValueError, r"SpatialDropout2D: rate must be a finite number in \[0, 1\)"),
+    (lambda: SpatialDropout2D(0.5, seed=-2), ValueError, "seed must be a non-negative int"),
+    (lambda: SpatialDropout2D(0.5, data_format="channels_first"), NotImplementedError,
+     "data_format='channels_first' is a Keras argument npae does not support"),
+    (lambda: SpatialDropout2D(0.5, noise_shape=(None, 1, 1, 3)), TypeError, "unexpected keyword argument"),
+    (lambda: SpatialDropout2D(0.5)(Input(shape=(6, 3))), ValueError,
+     r"SpatialDropout2D takes images \(batch, height, width, channels\), got inputs of shape \(batch, 6, 3\)"),
+])
+def test_spatial_dropout_bad_arguments_are_clear_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_spatial_dropout_get_config_round_trips():
+    layer = SpatialDropout2D(0.2, data_format="channels_last", seed=3, name="sd", dtype="float64")
+    cfg = layer.get_config()
+    assert cfg == {"name": "sd", "dtype": "float64", "rate": 0.2, "seed": 3}
+    assert SpatialDropout2D.from_config(cfg).get_config() == cfg
+    assert npae.layers.deserialize(npae.layers.serialize(layer)).get_config() == cfg
+
+
 def test_gaussian_noise_adds_noise_of_the_given_stddev_in_training():
     x = np.random.default_rng(2).normal(size=(400, 250))
     layer = GaussianNoise(0.5, seed=9, dtype="float64")
@@ -511,6 +570,42 @@ def test_model_full_gradcheck_with_batchnorm_and_noise(build, loss, jit):
     assert not any("moving" in n for n in names)
     assert any(n.endswith("/gamma") for n in names) and any(n.endswith("/beta") for n in names)
     assert sum(c.checked for c in report.checks) > 60
+
+
+def conv_spatial_dropout_model(seed=0):
+    npae.set_random_seed(seed)
+    inp = Input(shape=(5, 5, 2))
+    h = Conv2D(4, 3, padding="same", activation="relu")(inp)
+    h = SpatialDropout2D(0.5, seed=seed, name="spatial")(h)
+    return Model(inp, Conv2D(1, 3, padding="same", activation="sigmoid")(h))
+
+
+def test_spatial_dropout_in_a_model_gives_both_paths_the_same_numbers():
+    fast = conv_spatial_dropout_model()
+    ref = copy.deepcopy(fast)  # the same weights, the same generator
+    for model, jit in ((fast, True), (ref, False)):
+        model.compile("adam", "binary_crossentropy", jit_compile=jit)
+        model.astype("float64")
+    x, y = data((5, 5, 2)), data((5, 5, 1), seed=1)
+    lf, lr = fast.compute_gradients(x, y), ref.compute_gradients(x, y)
+    assert abs(lf - lr) <= 1e-10 * abs(lr)
+    for k, g in ref.gradients().items():
+        np.testing.assert_allclose(fast.gradients()[k], g, rtol=1e-10, atol=1e-12, err_msg=k)
+    np.testing.assert_allclose(fast.predict(x), ref.predict(x), rtol=1e-10, atol=1e-12)
+    assert fast.evaluate(x, y) == pytest.approx(ref.evaluate(x, y), rel=1e-10)
+    for model in (fast, ref):
+        model.fit(x, y, epochs=2, batch_size=3, verbose=0, seed=0)
+    for a, b in zip(fast.get_weights(), ref.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_model_full_gradcheck_with_spatial_dropout(jit):
+    model = conv_spatial_dropout_model(seed=2)
+    model.compile("sgd", "mse")
+    x, y = data((5, 5, 2), n=4, seed=3), data((5, 5, 1), n=4, seed=4)
+    report = npae.check_model(model, x, y, mode="full", jit_compile=jit)
+    assert report.passed, report.table()
 
 
 @pytest.mark.parametrize("jit", [False, True])

@@ -111,12 +111,13 @@ class Plan:
         return total
 
     def _copy_outputs(self, value, outputs) -> None:
-        """outputs[k][...] = the model's output k (the sigmoid applied where its step stopped at logits)."""
-        logits = {loss.output for loss in self.losses if loss.logits}
+        """outputs[k][...] = the model's output k (the sigmoid or softmax applied where its step stopped
+        at logits)."""
+        logits = {loss.output: loss.loss.logits_activation for loss in self.losses if loss.logits}
         for k, out in enumerate(outputs or ()):
             if out is not None:
                 v = value[self.outputs[k]]
-                out[...] = (activations.sigmoid(v) if k in logits else v).reshape(out.shape)
+                out[...] = (activations.apply(logits[k], v) if k in logits else v).reshape(out.shape)
 
     def _losses(self, value, ys, ws, training_penalties: float):
         heads, saved, total = [], [], 0.0

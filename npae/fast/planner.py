@@ -77,7 +77,7 @@ def _step_class(layer: Layer):
 
 def steps_for(layers: list[Layer], logits: bool | list[bool], training: bool, have_openblas: bool) -> list[Step]:
     """One step per layer, each convolution with its algorithm; ``logits[i]``: layer i stops
-    before its activation (its output goes to a sigmoid + cross-entropy loss; one bool: the last
+    before its activation (its output goes to a sigmoid or softmax + cross-entropy loss; one bool: the last
     layer does)."""
     if isinstance(logits, bool):
         logits = [logits and i == len(layers) - 1 for i in range(len(layers))]

@@ -11,6 +11,12 @@ of :mod:`npae.layers.noise` draw it from their own generator, in training only).
 
 The mask may have size 1 along axes where every unit shares one draw (Keras's ``noise_shape``).
 
+**Spatial dropout** (Keras's SpatialDropout2D) is dropout with one draw per image and channel,
+shared by every pixel of that channel: whole feature maps are dropped or kept,
+
+    y[n, i, j, c] = x[n, i, j, c] / (1 - r) if keep[n, c] else 0     x, y (N, H, W, C), keep (N, C)
+    dL/dx[n, i, j, c] = dy[n, i, j, c] / (1 - r) if keep[n, c] else 0
+
 **Gaussian noise** adds a draw e of N(0, stddev^2) to every unit:
 
     y = x + e                               x, e, y (N, ...)
@@ -23,8 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DropoutCache", "dropout_forward", "dropout_backward", "gaussian_noise_forward",
-           "gaussian_noise_backward"]
+__all__ = ["DropoutCache", "dropout_forward", "dropout_backward", "spatial_dropout2d_forward",
+           "spatial_dropout2d_backward", "gaussian_noise_forward", "gaussian_noise_backward"]
 
 
 class DropoutCache(NamedTuple):
@@ -57,6 +63,31 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
     """dL/dx = dout / (1 - rate) where the unit was kept, else 0 (like dout)."""
     mask, keep = cache
     return np.where(mask, dout / dout.dtype.type(keep), dout.dtype.type(0))
+
+
+def spatial_dropout2d_forward(x: np.ndarray, keep: np.ndarray, rate: float) -> tuple[np.ndarray, DropoutCache]:
+    """y = x / (1 - rate) in the kept channels of each image, 0 in the others.
+
+    Parameters
+    ----------
+    x : (N, H, W, C) images, channels last.
+    keep : bool (N, C): True where channel c of image n is kept (one draw for all its H * W pixels).
+    rate : the fraction dropped, in [0, 1).
+
+    Returns
+    -------
+    y : (N, H, W, C), in x's dtype.
+    cache : DropoutCache (its mask (N, 1, 1, C)) for :func:`spatial_dropout2d_backward`.
+    """
+    if x.ndim != 4 or np.shape(keep) != (x.shape[0], x.shape[3]):
+        raise ValueError(f"spatial_dropout2d: expected images x (N, H, W, C) and a mask keep (N, C), got x "
+                         f"{x.shape} and keep {np.shape(keep)}")
+    return dropout_forward(x, np.asarray(keep)[:, None, None, :], rate)
+
+
+def spatial_dropout2d_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
+    """dL/dx = dout / (1 - rate) in the kept channels, else 0 ((N, H, W, C), like dout)."""
+    return dropout_backward(dout, cache)
 
 
 def gaussian_noise_forward(x: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, None]:

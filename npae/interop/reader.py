@@ -184,7 +184,7 @@ class KerasReader:
         where = f"the input of {km.name!r}"
         layers = [self.op(live, frozen) for live in km.layers]
         x = Input(shape=self.sample_shape(shape, where), dtype=_dtype(dtype, f"from_keras: {where}"), name=name)
-        return Sequential([x, *layers], name=config.get("name", km.name))
+        return _built(lambda: Sequential([x, *layers], name=config.get("name", km.name)), km.name)
 
     def functional(self, km, config: dict, frozen: bool) -> Model:
         entries = config["layers"]
@@ -208,7 +208,7 @@ class KerasReader:
                     if args is None:
                         break
                     queue.pop(0)
-                    outputs[entry["name"]].append(self.call(ops[entry["name"]], args))
+                    outputs[entry["name"]].append(_built(lambda e=entry, a=args: self.call(ops[e["name"]], a), km.name))
                     progressed = True
             if not progressed:
                 raise ValueError(f"from_keras: the config of {km.name!r} has calls whose inputs never exist: "
@@ -234,6 +234,18 @@ class KerasReader:
             order = self.keras.tree.flatten({k: i for i, k in enumerate(keys)})
             return [result[keys[i]] for i in order]
         return flat_list(result)
+
+
+def _built(build, model_name: str):
+    """build(), where a layer refuses an argument only once it sees its input's shape (Softmax's
+    axis: -1, or the last axis's index) as a ConversionError naming the model (the layer's own
+    message names the layer and the argument)."""
+    try:
+        return build()
+    except ConversionError:
+        raise
+    except NotImplementedError as err:
+        raise ConversionError(f"from_keras: model {model_name!r}: {err}") from None
 
 
 def _map_refs(structure, tensor):

@@ -5,7 +5,7 @@ nothing here imports Numba (the fast path, :mod:`npae.fast`, reads the layers, n
 way round).
 """
 
-from .activation import Activation, LeakyReLU, ReLU
+from .activation import Activation, LeakyReLU, ReLU, Softmax
 from .base import Layer
 from .conv import Conv2D, Convolution2D
 from .conv_transpose import Conv2DTranspose, Convolution2DTranspose
@@ -26,23 +26,23 @@ from .merging import (
     multiply,
     subtract,
 )
-from .noise import Dropout, GaussianNoise
+from .noise import Dropout, GaussianNoise, SpatialDropout2D
 from .normalization import BatchNormalization
 from .pooling import MaxPool2D, MaxPooling2D, UpSampling2D
 from .reshaping import Flatten, Reshape
 
 __all__ = [
-    "Input", "Layer", "InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "Flatten", "Reshape",
+    "Input", "Layer", "InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "Flatten", "Reshape",
     "Conv2D", "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "MaxPooling2D", "MaxPool2D",
-    "UpSampling2D", "BatchNormalization", "Dropout", "GaussianNoise", "deserialize", "serialize",
+    "UpSampling2D", "BatchNormalization", "Dropout", "SpatialDropout2D", "GaussianNoise", "deserialize", "serialize",
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
     "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate",
 ]
 
-LAYER_CLASSES = {cls.__name__: cls for cls in (Dense, Activation, ReLU, LeakyReLU, Flatten, Reshape, Conv2D,
+LAYER_CLASSES = {cls.__name__: cls for cls in (Dense, Activation, ReLU, LeakyReLU, Softmax, Flatten, Reshape, Conv2D,
                                                Conv2DTranspose, MaxPooling2D, UpSampling2D, BatchNormalization,
-                                               Dropout, GaussianNoise, Add, Subtract, Multiply, Average,
-                                               Maximum, Minimum, Concatenate)}
+                                               Dropout, SpatialDropout2D, GaussianNoise, Add, Subtract, Multiply,
+                                               Average, Maximum, Minimum, Concatenate)}
 
 
 def serialize(layer: Layer) -> dict:

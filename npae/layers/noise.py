@@ -1,4 +1,4 @@
-"""Dropout and GaussianNoise: regularising noise, active in training only.
+"""Dropout, SpatialDropout2D and GaussianNoise: regularising noise, active in training only.
 
 Each layer draws from its own ``numpy.random.Generator``, its attribute ``rng``: seeded with
 ``seed``, or else with a draw from npae's global generator when the layer is made (so
@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import random as npae_random
-from ..checks import non_negative_int, number
+from ..checks import non_negative_int, number, pop_keras_only
 from ..functional import noise
-from .base import Layer
+from .base import CHANNELS_LAST, Layer
 
-__all__ = ["Dropout", "GaussianNoise"]
+__all__ = ["Dropout", "SpatialDropout2D", "GaussianNoise"]
 
 
 def _generator(seed, owner: str) -> np.random.Generator:
@@ -94,6 +94,42 @@ class Dropout(Layer):
     def get_config(self):
         return {**super().get_config(), "rate": self.rate,
                 "noise_shape": None if self.noise_shape is None else list(self.noise_shape), "seed": self.seed}
+
+
+class SpatialDropout2D(Layer):
+    """Keras's ``SpatialDropout2D(rate, data_format=None, seed=None)``: dropout of whole feature
+    maps. In training each channel of each image is zeroed with probability ``rate`` (one draw
+    shared by all its pixels) and the kept ones are scaled by 1 / (1 - rate); at inference it is
+    the identity. Inputs are images (batch, height, width, channels), channels last (npae's only
+    ``data_format``). The maths: :mod:`npae.functional.noise`."""
+
+    def __init__(self, rate: float, data_format=None, seed: int | None = None, **kwargs):
+        pop_keras_only("SpatialDropout2D", {"data_format": data_format}, {"data_format": CHANNELS_LAST})
+        self.rate = number(rate, "SpatialDropout2D: rate", 0.0, 1.0, high_open=True)
+        self.seed = None if seed is None else non_negative_int(seed, "SpatialDropout2D: seed")
+        super().__init__(**kwargs)
+        self.rng = _generator(seed, "SpatialDropout2D")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{self.name}: SpatialDropout2D takes images (batch, height, width, channels), got "
+                             f"inputs of shape (batch, {', '.join(map(str, input_shape))})")
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        """y like x (N, H, W, C): x itself at inference; in training, a fresh (N, C) mask from
+        ``rng`` (cache: the mask and 1 - rate)."""
+        x = self._check_input(x)
+        if not training or self.rate == 0.0:
+            return x, None
+        keep = self.rng.random((len(x), x.shape[3])) >= self.rate  # P(keep) = 1 - rate
+        return noise.spatial_dropout2d_forward(x, keep, self.rate)
+
+    def backward(self, dout, cache):
+        return (dout if cache is None else noise.spatial_dropout2d_backward(dout, cache)), {}
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 class GaussianNoise(Layer):

@@ -55,22 +55,29 @@ class Objective(NamedTuple):
                 *(self.metric_name(k, m) for k, ids in enumerate(self.metric_ids) for m in ids)]
 
     def heads(self, flat: FlatGraph) -> list[Head]:
-        """One head per output with a loss; a sigmoid output whose only reader is binary
-        cross-entropy hands the loss its logits (both paths, TensorFlow's stable form)."""
+        """One head per output with a loss. An output that nothing else reads, made by a layer
+        whose activation a cross-entropy can take the logits of, hands the loss its logits (both
+        paths): a sigmoid with binary cross-entropy (TensorFlow's stable form) and a softmax with
+        categorical cross-entropy (log-softmax). The head's loss is then the from-logits form; its
+        ``logits_activation`` names the activation the layer stopped before."""
         readers = flat.consumers()
         producers = flat.producers()
         heads = []
         for k, (loss, weight) in enumerate(zip(self.losses, self.weights)):
             if loss is None:
                 continue
+            if type(loss) is npae_losses.BinaryCrossentropy and loss.fusable and not loss.from_logits:
+                wants, on_logits = "sigmoid", npae_losses.BinaryCrossentropy(from_logits=True)
+            elif type(loss) is npae_losses.CategoricalCrossentropy and not loss.from_logits:
+                wants, on_logits = "softmax", npae_losses.CategoricalCrossentropy(from_logits=True)
+            else:  # (a subclass may compute another loss: never fused)
+                wants, on_logits = None, None
             t = flat.outputs[k]
             op = flat.ops[producers[t]] if producers[t] is not None else None
-            fused = (type(loss) is npae_losses.BinaryCrossentropy and loss.fusable and not loss.from_logits
-                     and op is not None and not op.many_outputs and not readers[t] and flat.outputs.count(t) == 1
-                     and getattr(op.layer, "activation", None) is not None and op.layer.activation.name == "sigmoid"
-                     and op.layer.activity_regularizer is None)
-            head_loss = npae_losses.BinaryCrossentropy(from_logits=True) if fused else loss
-            heads.append(Head(k, head_loss, weight, fused))
+            fused = (wants is not None and op is not None and not op.many_outputs and not readers[t]
+                     and flat.outputs.count(t) == 1 and getattr(op.layer, "activation", None) is not None
+                     and op.layer.activation.name == wants and op.layer.activity_regularizer is None)
+            heads.append(Head(k, on_logits if fused else loss, weight, fused))
         return heads
 
     def resolved_metrics(self, output_shapes: list[tuple]) -> list[list[npae_metrics.Metric]]:
