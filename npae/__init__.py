@@ -14,7 +14,6 @@ from . import (
     functional,
     gradcheck,
     initializers,
-    interop,
     layers,
     losses,
     models,
@@ -36,3 +35,12 @@ __all__ = ["activations", "autoencoders", "backend", "callbacks", "datasets", "f
            "losses", "models", "optimizers", "regularizers", "utils", "gradcheck", "check_layer", "check_loss",
            "check_model", "Input",
            "Model", "Sequential", "load_model", "ModelFileError", "set_random_seed", "device", "__version__"]
+
+
+def __getattr__(name: str):
+    # npae.interop (the bridge to Keras) is imported when first used: most runs never need it
+    if name == "interop":
+        import importlib
+
+        return importlib.import_module(".interop", __name__)
+    raise AttributeError(f"module 'npae' has no attribute {name!r}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .modelplot import plot_model
 from .random import set_random_seed
 
 __all__ = ["to_categorical", "set_random_seed", "plot_model"]
@@ -30,3 +29,11 @@ def to_categorical(y, num_classes: int | None = None, dtype="float32") -> np.nda
     out = np.zeros((*y.shape, n), dtype=dtype)
     np.put_along_axis(out, y[..., None], 1, axis=-1)
     return out
+
+
+def plot_model(model, to_file="model.png", **kwargs) -> str:
+    """Keras's ``plot_model``: a picture of ``model``'s graph (see :func:`npae.modelplot.plot_model`,
+    which this calls; imported when first used)."""
+    from .modelplot import plot_model as draw
+
+    return draw(model, to_file, **kwargs)

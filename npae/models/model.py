@@ -242,6 +242,10 @@ class Model(Trainer, Layer):
     def leaf_layers(self) -> list[Layer]:
         """Every layer, nested models opened (their InputLayers too), each once, in weight order
         (Keras's: ``layers`` in order, a nested model's in its own order)."""
+        key = (id(self._graph), len(self.__dict__.get("_tracked", ())))
+        cached = self.__dict__.get("_leaves")
+        if self._graph is not None and cached is not None and cached[0] == key:
+            return list(cached[1])  # (asked for on every batch: the walk is kept while the graph is)
         found: dict[int, Layer] = {}
 
         def walk(model: Model) -> None:
@@ -256,6 +260,7 @@ class Model(Trainer, Layer):
         if self._graph is not None:  # (a subclass's layers that no attribute holds)
             for op in self.flat.ops:
                 found.setdefault(id(op.layer), op.layer)
+            self._leaves = (key, list(found.values()))
         return list(found.values())
 
     def _unique_layers(self) -> list[Layer]:
@@ -406,6 +411,7 @@ class Model(Trainer, Layer):
         state = dict(self.__dict__)
         state["_paths"] = {}  # (rebuilt on first use: plans hold per-thread workspaces)
         state.pop("_nodes", None)
+        state.pop("_leaves", None)
         return state
 
     def __setstate__(self, state):
@@ -415,7 +421,7 @@ class Model(Trainer, Layer):
         clone = object.__new__(type(self))
         memo[id(self)] = clone
         for key, value in self.__dict__.items():
-            if key in ("_paths", "_nodes"):
+            if key in ("_paths", "_nodes", "_leaves"):
                 continue
             object.__setattr__(clone, key, copy.deepcopy(value, memo))
         clone._paths = {}

@@ -23,6 +23,7 @@ from ..checks import non_negative_int, pop_keras_only, positive_int
 from ..paths import Losses
 from ..reference import ReferencePath
 from .data import Batches, StopOnInterrupt, Sums, is_batches, pass_bar, split_batch, split_off
+from .files import MAX_MODEL_BYTES
 from .objective import Objective, build_objective
 
 __all__ = ["Trainer"]
@@ -262,6 +263,7 @@ class Trainer:
         """A generator's batch as (xs, ys) in the model's dtype."""
         x, y = split_batch(batch, what)
         xs, ys = self._data(x, y)
+        self._check_batch_memory(len(xs[0]), what)
         return [self._as(a) for a in xs], [None if a is None else self._as(a) for a in ys]
 
     def _as(self, a) -> np.ndarray:
@@ -313,9 +315,13 @@ class Trainer:
         pop_keras_only("train_on_batch", {"sample_weight": sample_weight, "class_weight": class_weight},
                        {"sample_weight": None, "class_weight": None})
         xs, ys, outs = self._one_batch(x, y, "train_on_batch")
+        state = self._state()
+        kept = [a.copy() for a in state]
         losses = self._path().gradients(xs, ys, self.gradients(), outs)
         if math.isfinite(losses.total):
             self._path().step(self.optimizer, self.parameters(), self.gradients())
+        else:
+            _restore(state, kept)
         return self._batch_result(losses, xs, ys, outs, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict: bool = False):
@@ -325,11 +331,28 @@ class Trainer:
         xs, ys, outs = self._one_batch(x, y, "test_on_batch")
         return self._batch_result(self._path().loss_value(xs, ys, False, outs), xs, ys, outs, return_dict)
 
+    def _state(self) -> list[np.ndarray]:
+        """The weights a training forward pass changes without the optimizer (BatchNormalization's
+        moving statistics): a step that is not applied (a non-finite loss) puts them back."""
+        return [layer.params[k] for layer in self._unique_layers() for k in layer.non_trainable_params
+                if k in layer.params]
+
+    def _check_batch_memory(self, batch: int, where: str) -> None:
+        """Refuse a batch whose activations alone would take more than half the machine's memory
+        (a clear error, not a MemoryError from deep inside a layer)."""
+        values = sum(math.prod(shape) for shape in self.flat.shapes)
+        need = batch * values * self.dtype.itemsize
+        if need > MAX_MODEL_BYTES:
+            raise ValueError(f"{self.name}: {where} on a batch of {batch} would need {need / 2**30:,.1f} GiB for its "
+                             f"activations ({values:,} values per sample), more than half of this machine's memory "
+                             f"({MAX_MODEL_BYTES / 2**30:,.1f} GiB); use a smaller batch_size")
+
     def _one_batch(self, x, y, where: str):
         xs, ys = self._data(x, y)
         if len(xs[0]) == 0:
             raise ValueError(f"{self.name}: {where} got an empty batch (x has shape {xs[0].shape}): a batch needs at "
                              "least one sample")
+        self._check_batch_memory(len(xs[0]), where)
         self._check_targets(ys)
         xs, ys = [self._as(a) for a in xs], [None if a is None else self._as(a) for a in ys]
         outs = [np.empty((len(xs[0]), *t.sample_shape), self.dtype) if ms else None
@@ -401,6 +424,7 @@ class Trainer:
             if len(xs[0]) == 0:
                 raise ValueError(f"{self.name}: fit got no training samples (x has shape {xs[0].shape})")
             self._check_targets(ys)
+            self._check_batch_memory(min(batch_size, len(xs[0])), "fit")
             data = _ArrayEpochs(self, xs, ys, batch_size, shuffle, steps_per_epoch)
         validation = self._validation(validation_data, validation_steps) if validation_data is not None else None
         names = self.metrics_names
@@ -418,6 +442,8 @@ class Trainer:
 
     def _epochs(self, data, initial_epoch, epochs, seed, callbacks, interrupt, validation, batch_size) -> None:
         path, flags, obj = self._path(), None, self._require_compiled()
+        state = self._state()
+        kept = [a.copy() for a in state]
         rng = npae_random.get_generator()
         for epoch in range(initial_epoch, epochs):
             if seed is not None:  # epoch e shuffles with its own generator: a run resumed there sees the same batches
@@ -428,9 +454,12 @@ class Trainer:
                 callbacks.on_train_batch_begin(step)
                 if flags != (now := self._trainable_flags()):  # a callback froze or unfroze a layer
                     flags, params, grads = now, self.parameters(), self.gradients()
+                for a, k in zip(state, kept):  # (a few numbers: BatchNormalization's moving statistics)
+                    k[...] = a
                 losses = path.gradients(xs, ys, grads, outs)
                 if not callbacks.on_batch_loss(epoch, step, losses.total):
-                    diverged = True  # non-finite loss: the step is not applied
+                    diverged = True  # non-finite loss: the step is not applied, nor its moving statistics
+                    _restore(state, kept)
                     break
                 path.step(self.optimizer, params, grads)
                 sums.add(losses, len(xs[0]), ys, outs)
@@ -506,6 +535,7 @@ class Trainer:
         else:
             xs, ys = data
             n = len(xs[0])
+            self._check_batch_memory(min(batch_size, n), "evaluate")
             batches = (([self._as(a[s:s + batch_size]) for a in xs],
                         [None if a is None else self._as(a[s:s + batch_size]) for a in ys])
                        for s in range(0, n, batch_size))
@@ -542,11 +572,14 @@ class Trainer:
         if steps is not None:  # Keras's steps on arrays: the first steps batches
             xs = [a[:steps * batch_size] for a in xs]
         n = _count(xs, self.name, "")
-        outs = [np.empty((n, *t.sample_shape), dtype=self.dtype) for t in self.graph.outputs]
+        self._check_batch_memory(max(min(batch_size, n), 1), "predict")
+        dtype = self.dtype
+        outs = [np.empty((n, *t.sample_shape), dtype=dtype) for t in self.graph.outputs]
         path = self._path()
         bar = pass_bar(verbose, math.ceil(n / batch_size))
         for step, s in enumerate(range(0, n, batch_size)):
-            path.predict([self._as(a[s:s + batch_size]) for a in xs], [o[s:s + batch_size] for o in outs])
+            path.predict([np.ascontiguousarray(a[s:s + batch_size], dtype=dtype) for a in xs],
+                         [o[s:s + batch_size] for o in outs])
             if bar is not None:
                 bar.on_batch_end(step)
         if bar is not None:
@@ -630,6 +663,11 @@ def _per_slot(value, names: list[str], what: str, kind: str, optional: list[bool
         raise ValueError(f"{what}: the model has {len(names)} {kind}s {names}: give a list of {len(names)} arrays or a "
                          f"dict by {kind} name, got {got}")
     return list(value)
+
+
+def _restore(state: list[np.ndarray], kept: list[np.ndarray]) -> None:
+    for a, k in zip(state, kept):
+        a[...] = k
 
 
 def _unbuilt_inputs(x, what: str):
