@@ -225,21 +225,28 @@ def check_layer(layer, x: np.ndarray | None = None, input_shape=None, batch_size
     layer.astype(np.float64)
     arg = xs if many else xs[0]  # what forward gets: the arrays below are perturbed in place
     reg = layer.activity_regularizer
+    several = bool(getattr(layer, "many_outputs", False))  # (an LSTM with return_state: a list out)
     rngs = _rng_states([layer])  # every forward pass below draws the same noise
     _restore(rngs)
     out, _ = layer.forward(arg, training=True)
-    u = rng.standard_normal(out.shape)
+    u = [rng.standard_normal(o.shape) for o in out] if several else rng.standard_normal(out.shape)
+
+    def outputs(out) -> list:
+        return list(out) if several else [out]
 
     def f() -> float:
         _restore(rngs)
-        out, _ = layer.forward(arg, training=True)
-        return float(np.sum(u * out)) + (reg.penalty(out) if reg is not None else 0.0)
+        out, cache = layer.forward(arg, training=True)
+        value = sum(float(np.sum(w * o)) for w, o in zip(outputs(u), outputs(out)))
+        if reg is not None:
+            value += sum(reg.penalty(o) for o in outputs(out))
+        return value + (layer.layer_loss(cache) if layer.has_loss else 0.0)  # (a VAE's KL term)
 
     def backward(g):
         _restore(rngs)
         out, cache = layer.forward(arg, training=True)
         if reg is not None:
-            g = g + reg.gradient(out)
+            g = [a + reg.gradient(o) for a, o in zip(g, out)] if several else g + reg.gradient(out)
         dx, grads = layer.backward(g, cache)
         missing = [k for k in layer.params if k not in grads]
         if missing:
@@ -254,8 +261,9 @@ def check_layer(layer, x: np.ndarray | None = None, input_shape=None, batch_size
         _restore(rngs)
         out, cache = layer.forward(arg, training=True)
         masks = layer.kinks(cache)
-        if reg is not None and (m := reg.kink(out)) is not None:
-            masks = [*masks, m]
+        for o in outputs(out) if reg is not None else ():
+            if (m := reg.kink(o)) is not None:
+                masks = [*masks, m]
         return masks
 
     xs_before = [a.copy() for a in xs]
@@ -265,8 +273,12 @@ def check_layer(layer, x: np.ndarray | None = None, input_shape=None, batch_size
         np.array_equal(a, b) for a, b in zip(xs, xs_before))
     again = backward(u)
     report.invariants["backward twice gives the same result"] = all(np.array_equal(a, b) for a, b in zip(grads, again))
-    u2 = rng.standard_normal(u.shape)
-    g2, gm = backward(u2), backward(0.3 * u + 0.7 * u2)
+    if several:
+        u2 = [rng.standard_normal(w.shape) for w in u]
+        g2, gm = backward(u2), backward([0.3 * a + 0.7 * b for a, b in zip(u, u2)])
+    else:
+        u2 = rng.standard_normal(u.shape)
+        g2, gm = backward(u2), backward(0.3 * u + 0.7 * u2)
     report.invariants["backward is affine in the upstream gradient"] = all(
         np.allclose(m, 0.3 * a + 0.7 * b, rtol=1e-9, atol=1e-12) for m, a, b in zip(gm, grads, g2))
     names = [f"input {i}" for i in range(len(xs))] if many else ["input"]

@@ -12,6 +12,7 @@ training step, for inputs xs and targets ys:
               (a layer whose sigmoid (softmax) meets binary (categorical) cross-entropy stops at
               its logits)
     loss      L = sum over heads of weight * loss(value[head's output], y)  +  each penalty P(h)
+                  +  each layer's own loss (a VAE's KL term: ``layer.layer_loss(cache)``)
     backward  grad[head's output] = weight * dloss/d(output), for each head
               for each op, in reverse order (if it or an op before it has trainable weights,
               and L depends on its output):
@@ -54,7 +55,7 @@ def backward_ops(flat: FlatGraph, heads: list[Head]) -> list[bool]:
     runs = [False] * len(flat.ops)
     for i in range(len(flat.ops) - 1, -1, -1):
         op = flat.ops[i]
-        if op.layer.activity_regularizer is not None or any(matters[t] for t in op.outputs):
+        if op.layer.activity_regularizer is not None or op.layer.has_loss or any(matters[t] for t in op.outputs):
             for t in op.inputs:
                 matters[t] = True
             runs[i] = trains_here_or_before[i]
@@ -103,9 +104,11 @@ class ReferencePath:
             heads.append(v)
             loss_caches.append(cache)
             total += v if head.weight == 1.0 else head.weight * v
-        for op in self.flat.ops:
+        for op, cache in zip(self.flat.ops, caches):
             if op.layer.activity_regularizer is not None:
                 total += sum(op.layer.activity_regularizer.penalty(value[t]) for t in op.outputs)
+            if op.layer.has_loss:  # a layer's own loss (a VAE's KL term): its gradient comes from its backward
+                total += op.layer.layer_loss(cache)
         return Losses(total, tuple(heads)), value, caches, loss_caches
 
     def _copy_outputs(self, value, outputs) -> None:

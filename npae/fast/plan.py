@@ -102,12 +102,15 @@ class Plan:
         return value, saved
 
     def _penalties(self, saved) -> float:
+        """Every activity penalty and every layer's own loss (Keras's add_loss) of one forward pass."""
         total = 0.0
         for seg, kept in zip(self.segments, saved):
-            for step, (out, _) in zip(seg.steps, kept):
+            for step, (out, s) in zip(seg.steps, kept):
                 if step.layer.activity_regularizer is not None:
                     for h in out if isinstance(out, list) else [out]:
                         total += step.layer.activity_regularizer.penalty(h)
+                if step.layer.has_loss:
+                    total += step.layer_loss(s)
         return total
 
     def _copy_outputs(self, value, outputs) -> None:

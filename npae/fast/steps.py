@@ -109,6 +109,11 @@ class Step:
     def backward(self, g: np.ndarray, saved, ws, grads: dict) -> np.ndarray | None:
         raise NotImplementedError
 
+    def layer_loss(self, saved) -> float:
+        """The loss the step's layer adds to the objective (``Layer.layer_loss``), from what
+        ``forward`` returned (the layer's own cache, for a step that runs its reference passes)."""
+        return self.layer.layer_loss(saved)
+
     def _out(self, ws, shape, dtype, dest):
         """Where the output goes: the caller's ``dest``, or a buffer of this step's."""
         return dest.reshape(shape) if dest is not None else ws.buffer((self, "out"), shape, dtype)

@@ -30,19 +30,20 @@ from .noise import Dropout, GaussianNoise, SpatialDropout2D
 from .normalization import BatchNormalization
 from .pooling import MaxPool2D, MaxPooling2D, UpSampling2D
 from .reshaping import Flatten, Reshape
+from .sampling import Sampling
 
 __all__ = [
     "Input", "Layer", "InputLayer", "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "Flatten", "Reshape",
     "Conv2D", "Convolution2D", "Conv2DTranspose", "Convolution2DTranspose", "MaxPooling2D", "MaxPool2D",
     "UpSampling2D", "BatchNormalization", "Dropout", "SpatialDropout2D", "GaussianNoise", "deserialize", "serialize",
     "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
-    "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate",
+    "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate", "Sampling",
 ]
 
 LAYER_CLASSES = {cls.__name__: cls for cls in (Dense, Activation, ReLU, LeakyReLU, Softmax, Flatten, Reshape, Conv2D,
                                                Conv2DTranspose, MaxPooling2D, UpSampling2D, BatchNormalization,
                                                Dropout, SpatialDropout2D, GaussianNoise, Add, Subtract, Multiply,
-                                               Average, Maximum, Minimum, Concatenate)}
+                                               Average, Maximum, Minimum, Concatenate, Sampling)}
 
 
 def serialize(layer: Layer) -> dict:

@@ -86,6 +86,11 @@ class Layer:
 
     param_order: tuple[str, ...] = ()  # Keras's weight order, e.g. ("kernel", "bias")
     many_inputs = False  # True: called on a list of tensors (a merge), forward gets a list of arrays
+    # True (on the class, or an instance: an LSTM with return_state): output_shape is a list of
+    # shapes, forward returns a list of arrays, backward gets a list of gradients (zeros where no
+    # loss depends on an output)
+    many_outputs = False
+    has_loss = False  # True: layer_loss(cache) adds to the training objective (Keras's add_loss)
     # weights that training does not update through gradients (BatchNormalization's moving statistics)
     non_trainable_params: tuple[str, ...] = ()
     activation: activations.Activation | None = None
@@ -173,6 +178,13 @@ class Layer:
         return f"{self.name}: {kind} does not define {which}(); a layer needs forward(x, training) and " \
                "backward(dout, cache)"
 
+    def layer_loss(self, cache) -> float:
+        """The loss this layer adds to the model's objective (Keras's ``add_loss``), from a forward
+        pass's cache: for a layer with ``has_loss`` (a variational autoencoder's KL term). Its
+        gradient with respect to the layer's inputs comes out of :meth:`backward`, added to the
+        gradient that flows back through the outputs. 0.0 here."""
+        return 0.0
+
     def kinks(self, cache) -> list[np.ndarray]:
         """Masks that change when an input crosses a point without a derivative (a relu's zero,
         a max pool's winner), from a forward pass's cache; gradient checks skip such steps."""
@@ -239,8 +251,14 @@ class Layer:
             raise ValueError(f"{self.name}: expected {len(keys)} weight arrays ({', '.join(keys)}), "
                              f"got {len(weights)}")
         checked = [check_weight(w, self.params[k].shape, f"{self.name}.{k}") for k, w in zip(keys, weights)]
+        self.check_weights(dict(zip(keys, checked)))
         for k, w in zip(keys, checked):
             self.params[k][...] = w
+
+    def check_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Refuse weights this layer cannot mean (a ValueError naming the layer and the weight),
+        before any is set; ``weights`` maps some of the weights' names to arrays of their shapes.
+        A no-op here: BatchNormalization refuses negative or non-finite moving statistics."""
 
     def count_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
@@ -269,9 +287,11 @@ class Layer:
             raise ValueError(f"{self.name} was built for input shape {self.input_shape} and cannot be called on "
                              f"{'tensors of shapes ' + str(shapes) if self.many_inputs else 'a tensor of shape '}"
                              f"{'' if self.many_inputs else str(tensors[0].shape)}")
-        node = Node(self, tensors, [self.output_shape], listed, False, self.dtype.name)
+        many = bool(self.many_outputs)
+        node = Node(self, tensors, list(self.output_shape) if many else [self.output_shape], listed, many,
+                    self.dtype.name)
         self._inbound_nodes.append(node)
-        return node.outputs[0]
+        return list(node.outputs) if many else node.outputs[0]
 
     def _symbolic_inputs(self, inputs) -> tuple[list[SymbolicTensor], bool]:
         """The symbolic tensors a call got, and whether as a list; a clear error for a mix of

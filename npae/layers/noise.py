@@ -16,10 +16,11 @@ from ..checks import non_negative_int, number, pop_keras_only
 from ..functional import noise
 from .base import CHANNELS_LAST, Layer
 
-__all__ = ["Dropout", "SpatialDropout2D", "GaussianNoise"]
+__all__ = ["Dropout", "SpatialDropout2D", "GaussianNoise", "seeded_generator"]
 
 
-def _generator(seed, owner: str) -> np.random.Generator:
+def seeded_generator(seed, owner: str) -> np.random.Generator:
+    """A layer's own generator: seeded with ``seed``, or else with a draw from npae's global one."""
     if seed is None:
         return np.random.default_rng(int(npae_random.get_generator().integers(2**63)))
     return np.random.default_rng(non_negative_int(seed, f"{owner}: seed"))
@@ -58,7 +59,7 @@ class Dropout(Layer):
         self.noise_shape = _noise_shape(noise_shape)
         self.seed = None if seed is None else non_negative_int(seed, "Dropout: seed")
         super().__init__(**kwargs)
-        self.rng = _generator(seed, "Dropout")
+        self.rng = seeded_generator(seed, "Dropout")
 
     def compute_output_shape(self, input_shape):
         if self.noise_shape is not None:
@@ -108,7 +109,7 @@ class SpatialDropout2D(Layer):
         self.rate = number(rate, "SpatialDropout2D: rate", 0.0, 1.0, high_open=True)
         self.seed = None if seed is None else non_negative_int(seed, "SpatialDropout2D: seed")
         super().__init__(**kwargs)
-        self.rng = _generator(seed, "SpatialDropout2D")
+        self.rng = seeded_generator(seed, "SpatialDropout2D")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 3:
@@ -141,7 +142,7 @@ class GaussianNoise(Layer):
         self.stddev = number(stddev, "GaussianNoise: stddev", 0.0)
         self.seed = None if seed is None else non_negative_int(seed, "GaussianNoise: seed")
         super().__init__(**kwargs)
-        self.rng = _generator(seed, "GaussianNoise")
+        self.rng = seeded_generator(seed, "GaussianNoise")
 
     def forward(self, x, training=False):
         """y like x: x itself at inference; in training x + stddev * a standard normal draw from ``rng``."""

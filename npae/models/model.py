@@ -396,6 +396,12 @@ class Model(Trainer, Layer):
             raise ValueError(f"{self.name}: expected {len(targets)} weight arrays, got {len(weights)}")
         checked = [check_weight(w, layer.params[k].shape, f"{layer.name}.{k}") for (layer, k), w in
                    zip(targets, weights)]
+        per_layer: dict[int, dict] = {}
+        for (layer, k), w in zip(targets, checked):
+            per_layer.setdefault(id(layer), {})[k] = w
+        for layer in self._unique_layers():
+            if id(layer) in per_layer:
+                layer.check_weights(per_layer[id(layer)])
         for (layer, k), w in zip(targets, checked):
             layer.params[k][...] = w
 
