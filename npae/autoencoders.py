@@ -13,6 +13,8 @@ bypassed. ``deep`` builds the symmetric model the text describes:
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import regularizers
 from .layers import (
     Add,
@@ -21,16 +23,20 @@ from .layers import (
     Conv2D,
     Conv2DTranspose,
     Dense,
+    Flatten,
     GaussianNoise,
     Input,
     MaxPooling2D,
     ReLU,
+    Reshape,
+    Sampling,
     UpSampling2D,
 )
 from .models import Model
 from .random import seeded
 
-__all__ = ["vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "transposed", "unet", "BUILDERS",
+__all__ = ["vanilla", "multilayer", "deep", "convolutional", "sparse", "denoising", "transposed", "unet", "vae",
+           "conv_vae", "BUILDERS",
            "DEFAULTS"]
 
 # The tutorial's training settings per model (used by the CLI as defaults).
@@ -43,6 +49,8 @@ DEFAULTS = {
     "denoising": {"epochs": 100, "batch_size": 128, "optimizer": "adadelta", "loss": "binary_crossentropy"},
     "transposed": {"epochs": 20, "batch_size": 128, "optimizer": "adam", "loss": "binary_crossentropy"},
     "unet": {"epochs": 10, "batch_size": 128, "optimizer": "adam", "loss": "binary_crossentropy"},
+    "vae": {"epochs": 50, "batch_size": 128, "optimizer": "adam", "loss": "binary_crossentropy"},
+    "conv_vae": {"epochs": 30, "batch_size": 128, "optimizer": "adam", "loss": "binary_crossentropy"},
 }
 
 
@@ -154,6 +162,57 @@ def transposed(filters=(32, 64), noise: float = 0.2, input_shape=(28, 28, 1), op
     return _three_models("transposed", x, code, out, (1 if noise else 0) + 3 * len(filters), optimizer, loss)
 
 
+def vae(intermediate_dim: int = 256, latent_dim: int = 2, input_dim: int = 784, optimizer="adam",
+        loss="binary_crossentropy", seed: int | None = None):
+    """The Keras blog's variational autoencoder: 784 -> 256 (relu) -> z_mean, z_log_var (2 each) ->
+    Sampling -> 256 (relu) -> 784 (sigmoid). The objective is the blog's divided by the 784 pixels:
+    binary cross-entropy (a mean over the pixels) plus the KL term of ``Sampling(kl_weight=1/784)``.
+    Returns ``(vae, encoder, decoder)``: the encoder's outputs are [z_mean, z_log_var, z], the
+    decoder maps a code to an image, and the VAE is ``Model(x, decoder(encoder(x)[2]))``."""
+    with seeded(seed):
+        x = Input(shape=(input_dim,), name="encoder_input")
+        h = Dense(intermediate_dim, activation="relu")(x)
+        z_mean = Dense(latent_dim, name="z_mean")(h)
+        z_log_var = Dense(latent_dim, name="z_log_var")(h)
+        z = Sampling(kl_weight=1.0 / input_dim, name="z")([z_mean, z_log_var])
+        encoder = Model(x, [z_mean, z_log_var, z], name="encoder")
+        code = Input(shape=(latent_dim,), name="z_sampling")
+        out = Dense(input_dim, activation="sigmoid")(Dense(intermediate_dim, activation="relu")(code))
+        decoder = Model(code, out, name="decoder")
+    model = Model(x, decoder(encoder(x)[2]), name="vae_mlp")
+    model.compile(optimizer=optimizer, loss=loss)
+    return model, encoder, decoder
+
+
+def conv_vae(latent_dim: int = 2, input_shape=(28, 28, 1), optimizer="adam", loss="binary_crossentropy",
+             seed: int | None = None):
+    """keras-io's convolutional VAE: two strided 3x3 Conv2D (32, 64; relu, 'same') -> Dense(16) ->
+    z_mean, z_log_var -> Sampling; the decoder Dense(7*7*64) -> Reshape -> two strided
+    Conv2DTranspose (64, 32) -> a sigmoid Conv2DTranspose. The objective is keras-io's (summed
+    over the pixels) divided by the 784 pixels, as :func:`vae`'s. Returns ``(vae, encoder,
+    decoder)``."""
+    pixels = int(np.prod(input_shape))
+    with seeded(seed):
+        x = Input(shape=input_shape, name="encoder_input")
+        h = Conv2D(32, 3, activation="relu", strides=2, padding="same")(x)
+        h = Conv2D(64, 3, activation="relu", strides=2, padding="same")(h)
+        h = Dense(16, activation="relu")(Flatten()(h))
+        z_mean = Dense(latent_dim, name="z_mean")(h)
+        z_log_var = Dense(latent_dim, name="z_log_var")(h)
+        z = Sampling(kl_weight=1.0 / pixels, name="z")([z_mean, z_log_var])
+        encoder = Model(x, [z_mean, z_log_var, z], name="encoder")
+        code = Input(shape=(latent_dim,), name="latent_input")
+        h = Reshape((input_shape[0] // 4, input_shape[1] // 4, 64))(
+            Dense((input_shape[0] // 4) * (input_shape[1] // 4) * 64, activation="relu")(code))
+        h = Conv2DTranspose(64, 3, activation="relu", strides=2, padding="same")(h)
+        h = Conv2DTranspose(32, 3, activation="relu", strides=2, padding="same")(h)
+        out = Conv2DTranspose(input_shape[-1], 3, activation="sigmoid", padding="same")(h)
+        decoder = Model(code, out, name="decoder")
+    model = Model(x, decoder(encoder(x)[2]), name="conv_vae")
+    model.compile(optimizer=optimizer, loss=loss)
+    return model, encoder, decoder
+
+
 def unet(filters=(32, 64), input_shape=(28, 28, 1), optimizer="adam", loss="binary_crossentropy",
          seed: int | None = None):
     """A U-Net-style denoiser: a graph, not a chain. Two 3x3 'same' Conv2D + 2x2 max-pooling stages
@@ -181,4 +240,5 @@ def unet(filters=(32, 64), input_shape=(28, 28, 1), optimizer="adam", loss="bina
 
 
 BUILDERS = {"vanilla": vanilla, "multilayer": multilayer, "deep": deep, "convolutional": convolutional,
-            "sparse": sparse, "denoising": denoising, "transposed": transposed, "unet": unet}
+            "sparse": sparse, "denoising": denoising, "transposed": transposed, "unet": unet, "vae": vae,
+            "conv_vae": conv_vae}

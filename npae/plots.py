@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from .saving import atomic_write  # noqa: E402
 
 __all__ = ["save_figure", "plot_history", "plot_reconstructions", "plot_codes", "plot_filters", "plot_histograms",
-           "pca_2d"]
+           "pca_2d", "manifold_grid", "plot_manifold"]
 
 
 def save_figure(fig, path) -> str:
@@ -124,3 +124,35 @@ def plot_histograms(values: dict[str, np.ndarray], path, xlabel: str = "mean cod
     ax.set_title(title or f"histogram of the {xlabel}")
     ax.legend()
     return save_figure(fig, path)
+
+
+def manifold_grid(n: int = 15, low: float = 0.05, high: float = 0.95) -> np.ndarray:
+    """(n * n, 2) points of the 2-D latent plane, row by row from the top: the Gaussian's quantiles
+    at n evenly spaced probabilities in [low, high] on each axis (its inverse CDF: where the prior
+    N(0, 1) puts equal mass between neighbouring points, as the Keras blog's figure does)."""
+    from statistics import NormalDist
+
+    q = [NormalDist().inv_cdf(p) for p in np.linspace(low, high, n)]
+    return np.array([[x, y] for y in q[::-1] for x in q], dtype=np.float64)
+
+
+def plot_manifold(decoder, path, n: int = 15, title: str = "", image_shape=(28, 28)) -> str:
+    """The variational autoencoder's latent manifold: the decoder's images for the points of
+    :func:`manifold_grid` (a 2-D latent), tiled n x n, with z_1 across and z_2 up."""
+    grid = manifold_grid(n)
+    images = np.asarray(decoder.predict(grid.astype(np.float32), batch_size=256, verbose=0))
+    h, w = image_shape
+    canvas = np.zeros((n * h, n * w))
+    for k, img in enumerate(images.reshape(len(grid), h, w)):
+        r, c = divmod(k, n)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
+    ticks = np.arange(n) * w + w / 2
+    ax.set_xticks(ticks[::2], [f"{v:.1f}" for v in grid[:n, 0][::2]])
+    ax.set_yticks(ticks[::2], [f"{v:.1f}" for v in grid[::n, 1][::2]])
+    ax.set_xlabel("z_1 (the Gaussian's quantiles)")
+    ax.set_ylabel("z_2")
+    ax.set_title(title or "images the decoder makes across the 2-D latent plane")
+    return save_figure(fig, path)
+

@@ -107,3 +107,45 @@ def test_a_vae_saves_and_loads_with_its_sampling_layer(tmp_path):
     loaded = npae.load_model(tmp_path / "vae.npz")
     sampler = loaded.get_layer("encoder").get_layer("z")
     assert isinstance(sampler, Sampling) and sampler.kl_weight == 0.25 and sampler.has_loss
+
+
+def test_the_vae_objective_is_bce_plus_the_weighted_kl_by_hand():
+    # a decoder whose output does not depend on z: the reconstruction is the same whatever eps is
+    npae.set_random_seed(0)
+    x = Input((6,))
+    z_mean, z_log_var = Dense(2)(x), Dense(2)(x)
+    z = Sampling(kl_weight=0.3)([z_mean, z_log_var])
+    out = Dense(6, activation="sigmoid", name="out")(npae.layers.Multiply()([z, npae.layers.Subtract()([z, z])]))
+    model = Model(x, out)
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    data = np.random.default_rng(0).random((10, 6))
+    w_m, b_m, w_v, b_v, _, b_out = model.get_weights()
+    m, v = data @ w_m + b_m, data @ w_v + b_v
+    p = 1 / (1 + np.exp(-b_out))  # the output is sigmoid(0 @ W + b) for every image
+    bce = -np.mean(data * np.log(p) + (1 - data) * np.log(1 - p))
+    kl = np.mean(-0.5 * np.sum(1 + v - m ** 2 - np.exp(v), axis=1))
+    for jit in (False, True):
+        model.jit_compile = jit
+        assert model.evaluate(data, data, verbose=0) == pytest.approx(bce + 0.3 * kl, rel=1e-5)
+
+
+def test_the_blog_and_keras_io_vaes_have_kerass_parameter_counts():
+    from npae import autoencoders
+
+    model, encoder, decoder = autoencoders.vae(seed=0)
+    assert (encoder.count_params(), decoder.count_params()) == (201_988, 202_256)  # the Keras blog's
+    assert [t.shape for t in encoder.outputs] == [(None, 2)] * 3 and model.output_shape == (None, 784)
+    model, encoder, decoder = autoencoders.conv_vae(seed=0)
+    assert (encoder.count_params(), decoder.count_params()) == (69_076, 65_089)  # keras-io's summaries
+    assert model.get_layer("encoder").get_layer("z").kl_weight == pytest.approx(1 / 784)
+
+
+def test_the_manifold_grid_is_the_gaussians_quantiles(tmp_path):
+    from npae import autoencoders, plots
+
+    grid = plots.manifold_grid(5)
+    assert grid.shape == (25, 2) and grid[2, 0] == pytest.approx(0.0) and grid[0, 1] == pytest.approx(1.6448536)
+    np.testing.assert_allclose(grid[:5, 0], -grid[:5, 0][::-1], atol=1e-12)  # symmetric about the prior's mean
+    _, _, decoder = autoencoders.vae(seed=0)
+    path = plots.plot_manifold(decoder, tmp_path / "vae_manifold.png", n=5)
+    assert (tmp_path / "vae_manifold.png").stat().st_size > 1000 and path.endswith("manifold.png")
